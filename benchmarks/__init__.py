@@ -1,0 +1,1 @@
+"""Measurement: quality metrics, evaluation, quality and speed benchmarks against peers."""

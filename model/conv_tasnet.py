@@ -1,0 +1,182 @@
+"""Causal Conv-TasNet: learned encoder -> temporal conv net (mask) -> learned decoder.
+
+One code path serves whole signals and streaming: every causal conv takes its past as an
+explicit cache, which is zeros for a whole signal and the previous call's tail when streaming.
+
+Timing: the encoder sees frames of L samples every hop = L/2 samples; frame k ends at input
+sample (k+1)*hop. Overlap-add in the decoder completes an output hop only when the next frame
+arrives, so `forward_stream` returns audio delayed by L - hop samples; `forward` returns the
+aligned signal (that delay removed).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.config import TasNetConfig
+
+
+class StreamState(NamedTuple):
+    """Streaming caches, all zeros at the start of a stream.
+
+    enc: (batch, L - hop) last input samples, the start of the next encoder frame.
+    conv: (batch, H, sum of (P-1)*d) past inputs of every depthwise conv, concatenated along
+          time in network order (block i owns `(P-1)*dilations[i]` frames).
+    dec: (batch, L - hop) overlap-add tail of the decoder, added to the next output.
+    """
+
+    enc: Tensor
+    conv: Tensor
+    dec: Tensor
+
+
+class ChannelNorm(nn.Module):
+    """Per-frame layer norm over channels (asteroid's "cLN"): causal and stateless."""
+
+    def __init__(self, channels: int, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(channels))
+        self.beta = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x.transpose(1, 2), x.shape[1:2], self.gamma, self.beta, self.eps).transpose(1, 2)
+
+
+class CumulativeNorm(nn.Module):
+    """The paper's cumulative layer norm: statistics over channels and all frames so far.
+
+    Offline only here (its streaming form would need running sums in the state); kept to
+    measure it against ChannelNorm.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(1, channels, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        count = torch.arange(1, x.shape[2] + 1, device=x.device, dtype=x.dtype) * x.shape[1]
+        mean = x.sum(1, keepdim=True).cumsum(2) / count
+        power = x.pow(2).sum(1, keepdim=True).cumsum(2) / count
+        var = (power - mean.pow(2)).clamp_min(0)
+        return (x - mean) / (var + self.eps).sqrt() * self.gamma + self.beta
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    return ChannelNorm(channels) if kind == "cLN" else CumulativeNorm(channels)
+
+
+class ConvBlock(nn.Module):
+    """1x1 conv B->H, PReLU, norm, causal depthwise conv (kernel P, dilation d), PReLU, norm,
+    then 1x1 convs back to B for the residual and the skip path."""
+
+    def __init__(self, B: int, H: int, P: int, dilation: int, norm: str) -> None:
+        super().__init__()
+        self.context = (P - 1) * dilation
+        self.in_conv = nn.Conv1d(B, H, 1)
+        self.act1 = nn.PReLU()
+        self.norm1 = make_norm(norm, H)
+        self.depthwise = nn.Conv1d(H, H, P, dilation=dilation, groups=H)
+        self.act2 = nn.PReLU()
+        self.norm2 = make_norm(norm, H)
+        self.res_conv = nn.Conv1d(H, B, 1)
+        self.skip_conv = nn.Conv1d(H, B, 1)
+
+    def forward(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: (batch, B, frames); cache: (batch, H, context). Returns residual, skip, new cache."""
+        y = self.norm1(self.act1(self.in_conv(x)))
+        y = torch.cat([cache, y], dim=2)
+        new_cache = y[:, :, y.shape[2] - self.context :]
+        y = self.norm2(self.act2(self.depthwise(y)))
+        return x + self.res_conv(y), self.skip_conv(y), new_cache
+
+
+class ConvTasNet(nn.Module):
+    """Causal single-channel Conv-TasNet for speech enhancement (sigmoid mask on the encoder output)."""
+
+    def __init__(self, config: TasNetConfig) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        self.encoder = nn.Conv1d(1, c.N, c.L, stride=c.hop, bias=False)
+        self.bottleneck = nn.Sequential(make_norm(c.norm, c.N), nn.Conv1d(c.N, c.B, 1))
+        self.blocks = nn.ModuleList(ConvBlock(c.B, c.H, c.P, d, c.norm) for d in c.dilations)
+        self.mask = nn.Sequential(nn.PReLU(), nn.Conv1d(c.B, c.N, 1), nn.Sigmoid())
+        self.decoder = nn.ConvTranspose1d(c.N, 1, c.L, stride=c.hop, bias=False)
+
+    def get_config(self) -> dict:
+        """Everything needed to rebuild this network: `ConvTasNet(TasNetConfig.from_dict(...))`."""
+        return self.config.to_dict()
+
+    @property
+    def delay(self) -> int:
+        """Samples by which `forward_stream` output lags its input."""
+        return self.config.L - self.config.hop
+
+    def initial_state(self, batch: int = 1) -> StreamState:
+        c = self.config
+        w = self.encoder.weight
+        conv = sum(b.context for b in self.blocks)
+        return StreamState(
+            enc=w.new_zeros(batch, self.delay), conv=w.new_zeros(batch, c.H, conv), dec=w.new_zeros(batch, self.delay)
+        )
+
+    def forward_stream(self, chunk: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
+        """Enhance `chunk` (batch, k*hop) for any k >= 1, continuing from `state`.
+
+        Returns (batch, k*hop) samples delayed by `self.delay`, and the next state.
+        """
+        if self.config.norm != "cLN":
+            raise ValueError("streaming needs the stateless per-frame norm (norm='cLN')")
+        x = torch.cat([state.enc, chunk], dim=1)
+        new_enc = x[:, x.shape[1] - self.delay :]
+        w = torch.relu(self.encoder(x.unsqueeze(1)))  # (batch, N, k)
+        y = self.bottleneck(w)
+        skip = torch.zeros_like(y)
+        caches = []
+        start = 0
+        for block in self.blocks:
+            cache = state.conv[:, :, start : start + block.context]
+            start += block.context
+            y, s, new_cache = block(y, cache)
+            skip = skip + s
+            caches.append(new_cache)
+        frames = self.decoder(w * self.mask(skip)).squeeze(1)  # (batch, k*hop + delay)
+        head = frames[:, : self.delay] + state.dec
+        out = torch.cat([head, frames[:, self.delay :]], dim=1)
+        k_hop = chunk.shape[1]
+        return out[:, :k_hop], StreamState(new_enc, torch.cat(caches, dim=2), out[:, k_hop:])
+
+    def forward(self, wave: Tensor) -> Tensor:
+        """Enhance whole signals (batch, time) -> (batch, time), aligned with the input."""
+        if wave.dim() == 1:
+            return self.forward(wave.unsqueeze(0)).squeeze(0)
+        length = wave.shape[1]
+        pad = -length % self.config.hop
+        x = F.pad(wave, (0, pad))
+        if self.config.norm == "cLN":
+            out, state = self.forward_stream(x, self.initial_state(wave.shape[0]))
+            full = torch.cat([out, state.dec], dim=1)
+        else:
+            full = self._forward_offline(x)
+        return full[:, self.delay : self.delay + length]
+
+    def _forward_offline(self, x: Tensor) -> Tensor:
+        """Whole-signal pass for norms that have no streaming form; same layout as forward_stream."""
+        w = torch.relu(self.encoder(F.pad(x, (self.delay, 0)).unsqueeze(1)))
+        y = self.bottleneck(w)
+        skip = torch.zeros_like(y)
+        for block in self.blocks:
+            cache = y.new_zeros(y.shape[0], self.config.H, block.context)
+            y, s, _ = block(y, cache)
+            skip = skip + s
+        return self.decoder(w * self.mask(skip)).squeeze(1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

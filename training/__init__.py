@@ -1,0 +1,1 @@
+"""Training the causal Conv-TasNet: data, losses, the loop, checkpoints and ONNX export (needs torch)."""

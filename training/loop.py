@@ -1,0 +1,201 @@
+"""The training loop: AdamW, warm-up + halving LR, gradient clipping, periodic validation with
+PESQ-WB/STOI/SI-SDR, atomic checkpoints with resume, a CSV log, and DDP under torchrun."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from benchmarks.metrics import score
+from model import ConvTasNet, TasNetConfig
+from training.checkpoint import BEST, CheckpointError, load_latest, save_atomic, save_checkpoint
+from training.config import TrainConfig
+from training.data import TrainingData
+from training.losses import enhancement_loss
+
+LOG_FIELDS = ["step", "kind", "loss", "si_sdr", "lr", "steps_per_s", "x_realtime", "cpu_hours",
+              "val_pesq_wb", "val_stoi", "val_si_sdr", "note"]
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then halving every `lr_half_life` steps."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup))
+    return warm * 0.5 ** (max(0, step - config.warmup) / config.lr_half_life)
+
+
+class CsvLog:
+    """Append-only CSV log (one row per logging interval or validation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists():
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerow(LOG_FIELDS)
+
+    def write(self, **row: object) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow([row.get(k, "") for k in LOG_FIELDS])
+
+
+@torch.no_grad()
+def validate(model: ConvTasNet, data: TrainingData) -> dict[str, float]:
+    """Mean PESQ-WB, STOI and SI-SDR of the model on the fixed validation set."""
+    model.eval()
+    noisy = torch.from_numpy(np.stack(data.val_noisy))
+    enhanced = torch.cat([model(chunk) for chunk in noisy.split(8)]).numpy()
+    model.train()
+    sums: dict[str, list[float]] = {"pesq_wb": [], "stoi": [], "si_sdr": []}
+    for clean, out in zip(data.val_clean, enhanced):
+        values, _, _ = score(clean, out, model.config.sample_rate, tuple(sums))
+        for k, v in values.items():
+            sums[k].append(v)
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in sums.items()}
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def train(
+    out_dir: Path,
+    model_config: TasNetConfig | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    threads: int | None = None,
+) -> int:
+    """Train into `out_dir` (checkpoints last/prev/best.pt and train_log.csv); returns the final step.
+
+    With `resume`, model and training configs come from the checkpoint and the given ones are ignored.
+    """
+    rank, world = _distributed()
+    torch.set_flush_denormal(True)  # denormals slowed CPU training several-fold
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = load_latest(out_dir) if resume else None
+    if resume and payload is None:
+        raise CheckpointError(f"{out_dir}: no checkpoint to resume from")
+    if payload is None and (out_dir / "last.pt").exists():
+        raise CheckpointError(f"{out_dir}: holds a training run already; pass --resume or choose another --out")
+    if payload is not None:
+        model_config = TasNetConfig.from_dict(payload["model_config"])
+        config = TrainConfig.from_dict(payload["train_config"])
+    model_config = model_config or TasNetConfig()
+    config = config or TrainConfig()
+
+    data = TrainingData(config, model_config.sample_rate)
+    model = ConvTasNet(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    step, cpu_seconds, wall_seconds, best = 0, 0.0, 0.0, -math.inf
+    if payload is not None:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        step, cpu_seconds = payload["step"], payload["cpu_seconds"]
+        wall_seconds, best = payload["wall_seconds"], payload["best_score"]
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    if config.compile:
+        net = torch.compile(net)
+    log = CsvLog(out_dir / "train_log.csv") if rank == 0 else None
+
+    def snapshot() -> dict:
+        return {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "step": step, "cpu_seconds": cpu_seconds,
+            "wall_seconds": wall_seconds, "best_score": best, "model_config": model_config.to_dict(),
+            "train_config": config.to_dict(),
+        }
+
+    stop = {"now": False}
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    end_step = max_steps if max_steps is not None else sys.maxsize
+    deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
+    audio_per_step = config.batch_size * config.seconds * world
+    bar = tqdm(total=None if max_steps is None else max_steps, initial=step, unit="step", disable=rank != 0,
+               mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
+    last_save = time.monotonic()
+    window_start, window_steps, window_loss, window_score = time.monotonic(), 0, 0.0, 0.0
+    model.train()
+    while step < end_step and not stop["now"] and time.monotonic() < deadline:
+        t0, c0 = time.monotonic(), time.process_time()
+        rng = np.random.default_rng([config.seed, step, rank])
+        noisy, clean = (torch.from_numpy(a) for a in data.batch(config.batch_size, rng))
+        loss, sdr = enhancement_loss(net(noisy), clean, config.stft_weight)
+        optimizer.zero_grad(set_to_none=True)
+        note = ""
+        if torch.isfinite(loss):
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            if torch.isfinite(norm):
+                optimizer.step()
+            else:
+                note = "skipped step: non-finite gradient"
+        else:
+            note = "skipped step: non-finite loss"
+        if note and log:
+            log.write(step=step, kind="skip", note=note)
+            tqdm.write(f"step {step}: {note}")
+        scheduler.step()
+        step += 1
+        cpu_seconds += (time.process_time() - c0) * world
+        wall_seconds += time.monotonic() - t0
+        window_steps += 1
+        window_loss += loss.item() if not note else 0.0
+        window_score += sdr.item() if not note else 0.0
+        bar.update(1)
+        if step % 50 == 0 or step == end_step:
+            rate = window_steps / max(1e-9, time.monotonic() - window_start)
+            row = dict(step=step, kind="train", loss=f"{window_loss / window_steps:.4f}",
+                       si_sdr=f"{window_score / window_steps:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3e}",
+                       steps_per_s=f"{rate:.3f}", x_realtime=f"{rate * audio_per_step:.2f}",
+                       cpu_hours=f"{cpu_seconds / 3600:.3f}")
+            bar.set_postfix(loss=row["loss"], sisdr=row["si_sdr"], xRT=row["x_realtime"])
+            if log:
+                log.write(**row)
+            window_start, window_steps, window_loss, window_score = time.monotonic(), 0, 0.0, 0.0
+        if rank == 0 and data.val_clean and step % config.val_every == 0:
+            metrics = validate(model, data)
+            current = metrics["pesq_wb"]
+            improved = current > best
+            if improved:
+                best = current
+                save_atomic(snapshot(), out_dir / BEST)
+            assert log is not None
+            log.write(step=step, kind="val", cpu_hours=f"{cpu_seconds / 3600:.3f}",
+                      **{f"val_{k}": f"{v:.4f}" for k, v in metrics.items()}, note="best" if improved else "")
+            tqdm.write(f"step {step}: validation PESQ-WB {metrics['pesq_wb']:.3f} STOI {metrics['stoi']:.3f} "
+                       f"SI-SDR {metrics['si_sdr']:.2f} dB{' (best)' if improved else ''}")
+        if rank == 0 and time.monotonic() - last_save > config.checkpoint_minutes * 60:
+            save_checkpoint(snapshot(), out_dir)
+            last_save = time.monotonic()
+    bar.close()
+    if rank == 0:
+        save_checkpoint(snapshot(), out_dir)
+        print(f"saved {out_dir / 'last.pt'} at step {step} ({cpu_seconds / 3600:.2f} CPU hours)", file=sys.stderr)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return step

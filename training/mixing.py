@@ -1,0 +1,92 @@
+"""On-the-fly mixing of clean speech with noise at a random SNR, reproducible from a seed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.corpus import Corpus
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """How training mixtures are drawn.
+
+    snr_db: uniform SNR range; level_dbfs: uniform speech RMS level range; second_noise: probability
+    of adding a second noise source (at its own SNR); peak: mixtures are scaled down to this peak.
+    """
+
+    seconds: float = 2.0
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    level_dbfs: tuple[float, float] = (-38.0, -15.0)
+    second_noise: float = 0.3
+    peak: float = 0.99
+    sample_rate: int = 16000
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def random_crop(clip: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """A `length` crop; a short clip is placed at a random offset in zeros."""
+    if len(clip) >= length:
+        start = int(rng.integers(0, len(clip) - length + 1))
+        return clip[start : start + length]
+    out = np.zeros(length, np.float32)
+    start = int(rng.integers(0, length - len(clip) + 1))
+    out[start : start + len(clip)] = clip
+    return out
+
+
+def noise_segment(noise: Corpus, length: int, rng: np.random.Generator) -> np.ndarray:
+    """`length` samples of noise, concatenating random clips (from random offsets) when short."""
+    parts, have = [], 0
+    while have < length:
+        clip = noise.clips[int(rng.integers(len(noise)))]
+        start = int(rng.integers(0, max(1, len(clip) - (length - have))))
+        part = clip[start : start + length - have]
+        if rms(part) < 1e-5:  # digital silence carries no noise to learn from
+            continue
+        parts.append(part)
+        have += len(part)
+    return np.concatenate(parts)
+
+
+class Mixer:
+    """Draws (noisy, clean) pairs from a speech and a noise corpus."""
+
+    def __init__(self, speech: Corpus, noise: Corpus, config: MixConfig) -> None:
+        if len(speech) == 0 or len(noise) == 0:
+            raise ValueError("mixing needs at least one speech clip and one noise clip")
+        self.speech, self.noise, self.config = speech, noise, config
+        self.length = int(round(config.seconds * config.sample_rate))
+
+    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+        """One (noisy, clean, snr_db) example."""
+        c = self.config
+        clean = np.zeros(self.length, np.float32)
+        for _ in range(10):  # avoid crops of pure silence
+            clean = random_crop(self.speech.clips[int(rng.integers(len(self.speech)))], self.length, rng)
+            if rms(clean) > 1e-4:
+                break
+        clean = clean * (10 ** (rng.uniform(*c.level_dbfs) / 20) / rms(clean))
+        snr = float(rng.uniform(*c.snr_db))
+        noise = self._scaled_noise(clean, snr, rng)
+        if rng.random() < c.second_noise:
+            noise = noise + self._scaled_noise(clean, float(rng.uniform(*c.snr_db)), rng)
+        noisy = clean + noise
+        peak = float(np.max(np.abs(noisy)))
+        if peak > c.peak:
+            clean, noisy = clean * (c.peak / peak), noisy * (c.peak / peak)
+        return noisy.astype(np.float32), clean.astype(np.float32), snr
+
+    def _scaled_noise(self, clean: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+        noise = noise_segment(self.noise, self.length, rng)
+        return noise * (rms(clean) / (rms(noise) * 10 ** (snr_db / 20)))
+
+    def batch(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(noisy, clean), each (size, samples) float32."""
+        pairs = [self.pair(rng) for _ in range(size)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
