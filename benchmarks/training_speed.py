@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from model import ConvTasNet, TasNetConfig
+from model.config import TasNetConfig
+from model.conv_tasnet import ConvTasNet
 from training.losses import enhancement_loss
 
 SHAPES = {
@@ -27,8 +28,15 @@ SHAPES = {
 }
 
 
-def steps_per_second(config: TasNetConfig, batch: int, seconds: float, steps: int, compiled: bool = False,
-                     bf16: bool = False, stft_weight: float = 1.0) -> float:
+def steps_per_second(
+    config: TasNetConfig,
+    batch: int,
+    seconds: float,
+    steps: int,
+    compiled: bool = False,
+    bf16: bool = False,
+    stft_weight: float = 1.0,
+) -> float:
     """Optimiser steps per second, timed over `steps` steps after 3 warm-up steps."""
     torch.manual_seed(0)
     model = ConvTasNet(config)
@@ -63,9 +71,11 @@ def main() -> None:
     torch.set_flush_denormal(True)
     rows = []
     variants = [(name, cfg, {}) for name, cfg in SHAPES.items()]
-    variants += [("default, SI-SDR loss only", TasNetConfig(), {"stft_weight": 0.0}),
-                 ("default, bf16 autocast", TasNetConfig(), {"bf16": True}),
-                 ("default, torch.compile", TasNetConfig(), {"compiled": True})]
+    variants += [
+        ("default, SI-SDR loss only", TasNetConfig(), {"stft_weight": 0.0}),
+        ("default, bf16 autocast", TasNetConfig(), {"bf16": True}),
+        ("default, torch.compile", TasNetConfig(), {"compiled": True}),
+    ]
     for name, cfg, opts in variants:
         rate = steps_per_second(cfg, args.batch, args.seconds, args.steps, **opts)
         params = ConvTasNet(cfg).num_parameters()
@@ -85,8 +95,10 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for name, cfg, params, rate in rows:
-        lines.append(f"| {name} | {params / 1e6:.2f} | {1000 * cfg.L / cfg.sample_rate:g} | {rate * 3600:,.0f} | "
-                     f"{rate * args.batch * args.seconds:.1f} |")
+        lines.append(
+            f"| {name} | {params / 1e6:.2f} | {1000 * cfg.L / cfg.sample_rate:g} | {rate * 3600:,.0f} | "
+            f"{rate * args.batch * args.seconds:.1f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

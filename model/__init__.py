@@ -1,6 +1,1 @@
-"""The causal Conv-TasNet network (torch)."""
-
-from model.config import TasNetConfig
-from model.conv_tasnet import ConvTasNet, StreamState
-
-__all__ = ["ConvTasNet", "StreamState", "TasNetConfig"]
+"""The causal Conv-TasNet network: `model.config.TasNetConfig` (no torch) and `model.conv_tasnet.ConvTasNet`."""

@@ -39,12 +39,13 @@ class ChannelNorm(nn.Module):
 
     def __init__(self, channels: int, eps: float = 1e-8) -> None:
         super().__init__()
+        self.channels = channels
         self.gamma = nn.Parameter(torch.ones(channels))
         self.beta = nn.Parameter(torch.zeros(channels))
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x.transpose(1, 2), x.shape[1:2], self.gamma, self.beta, self.eps).transpose(1, 2)
+        return F.layer_norm(x.transpose(1, 2), (self.channels,), self.gamma, self.beta, self.eps).transpose(1, 2)
 
 
 class CumulativeNorm(nn.Module):

@@ -66,9 +66,7 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return soxr.resample(audio, rate_in, rate_out, quality="HQ").astype(np.float32, copy=False)
 
 
-def read_audio(
-    path: str | os.PathLike, sample_rate: int | None = None, mono: bool = False
-) -> tuple[np.ndarray, int]:
+def read_audio(path: str | os.PathLike, sample_rate: int | None = None, mono: bool = False) -> tuple[np.ndarray, int]:
     """Read a whole file as float32 (frames, channels), or (frames,) when `mono` (channels averaged).
 
     Resampled to `sample_rate` when given. Non-finite samples are an error: they are not audio.

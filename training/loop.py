@@ -17,14 +17,27 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from benchmarks.metrics import score
-from model import ConvTasNet, TasNetConfig
+from model.config import TasNetConfig
+from model.conv_tasnet import ConvTasNet
 from training.checkpoint import BEST, CheckpointError, load_latest, save_atomic, save_checkpoint
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.losses import enhancement_loss
 
-LOG_FIELDS = ["step", "kind", "loss", "si_sdr", "lr", "steps_per_s", "x_realtime", "cpu_hours",
-              "val_pesq_wb", "val_stoi", "val_si_sdr", "note"]
+LOG_FIELDS = [
+    "step",
+    "kind",
+    "loss",
+    "si_sdr",
+    "lr",
+    "steps_per_s",
+    "x_realtime",
+    "cpu_hours",
+    "val_pesq_wb",
+    "val_stoi",
+    "val_si_sdr",
+    "note",
+]
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -118,9 +131,15 @@ def train(
 
     def snapshot() -> dict:
         return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(), "step": step, "cpu_seconds": cpu_seconds,
-            "wall_seconds": wall_seconds, "best_score": best, "model_config": model_config.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "cpu_seconds": cpu_seconds,
+            "wall_seconds": wall_seconds,
+            "best_score": best,
+            "model_config": model_config.to_dict(),
             "train_config": config.to_dict(),
         }
 
@@ -134,8 +153,14 @@ def train(
     end_step = max_steps if max_steps is not None else sys.maxsize
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
     audio_per_step = config.batch_size * config.seconds * world
-    bar = tqdm(total=None if max_steps is None else max_steps, initial=step, unit="step", disable=rank != 0,
-               mininterval=1 if sys.stderr.isatty() else 30, dynamic_ncols=True)
+    bar = tqdm(
+        total=None if max_steps is None else max_steps,
+        initial=step,
+        unit="step",
+        disable=rank != 0,
+        mininterval=1 if sys.stderr.isatty() else 30,
+        dynamic_ncols=True,
+    )
     last_save = time.monotonic()
     window_start, window_steps, window_loss, window_score = time.monotonic(), 0, 0.0, 0.0
     model.train()
@@ -168,10 +193,16 @@ def train(
         bar.update(1)
         if step % 50 == 0 or step == end_step:
             rate = window_steps / max(1e-9, time.monotonic() - window_start)
-            row = dict(step=step, kind="train", loss=f"{window_loss / window_steps:.4f}",
-                       si_sdr=f"{window_score / window_steps:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3e}",
-                       steps_per_s=f"{rate:.3f}", x_realtime=f"{rate * audio_per_step:.2f}",
-                       cpu_hours=f"{cpu_seconds / 3600:.3f}")
+            row = dict(
+                step=step,
+                kind="train",
+                loss=f"{window_loss / window_steps:.4f}",
+                si_sdr=f"{window_score / window_steps:.3f}",
+                lr=f"{scheduler.get_last_lr()[0]:.3e}",
+                steps_per_s=f"{rate:.3f}",
+                x_realtime=f"{rate * audio_per_step:.2f}",
+                cpu_hours=f"{cpu_seconds / 3600:.3f}",
+            )
             bar.set_postfix(loss=row["loss"], sisdr=row["si_sdr"], xRT=row["x_realtime"])
             if log:
                 log.write(**row)
@@ -184,10 +215,17 @@ def train(
                 best = current
                 save_atomic(snapshot(), out_dir / BEST)
             assert log is not None
-            log.write(step=step, kind="val", cpu_hours=f"{cpu_seconds / 3600:.3f}",
-                      **{f"val_{k}": f"{v:.4f}" for k, v in metrics.items()}, note="best" if improved else "")
-            tqdm.write(f"step {step}: validation PESQ-WB {metrics['pesq_wb']:.3f} STOI {metrics['stoi']:.3f} "
-                       f"SI-SDR {metrics['si_sdr']:.2f} dB{' (best)' if improved else ''}")
+            log.write(
+                step=step,
+                kind="val",
+                cpu_hours=f"{cpu_seconds / 3600:.3f}",
+                **{f"val_{k}": f"{v:.4f}" for k, v in metrics.items()},
+                note="best" if improved else "",
+            )
+            tqdm.write(
+                f"step {step}: validation PESQ-WB {metrics['pesq_wb']:.3f} STOI {metrics['stoi']:.3f} "
+                f"SI-SDR {metrics['si_sdr']:.2f} dB{' (best)' if improved else ''}"
+            )
         if rank == 0 and time.monotonic() - last_save > config.checkpoint_minutes * 60:
             save_checkpoint(snapshot(), out_dir)
             last_save = time.monotonic()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -40,16 +41,31 @@ def random_crop(clip: np.ndarray, length: int, rng: np.random.Generator) -> np.n
     return out
 
 
-def noise_segment(noise: Corpus, length: int, rng: np.random.Generator) -> np.ndarray:
-    """`length` samples of noise, concatenating random clips (from random offsets) when short."""
+@dataclass
+class Mixture:
+    """One training example and where it came from."""
+
+    noisy: np.ndarray
+    clean: np.ndarray
+    snr_db: float
+    speech: Path
+    noise: list[Path] = field(default_factory=list)
+
+
+def noise_segment(noise: Corpus, length: int, rng: np.random.Generator, used: list[Path]) -> np.ndarray:
+    """`length` samples of noise, concatenating random clips (from random offsets) when short.
+
+    Appends the files used to `used`."""
     parts, have = [], 0
     while have < length:
-        clip = noise.clips[int(rng.integers(len(noise)))]
+        index = int(rng.integers(len(noise)))
+        clip = noise.clips[index]
         start = int(rng.integers(0, max(1, len(clip) - (length - have))))
         part = clip[start : start + length - have]
         if rms(part) < 1e-5:  # digital silence carries no noise to learn from
             continue
         parts.append(part)
+        used.append(noise.paths[index])
         have += len(part)
     return np.concatenate(parts)
 
@@ -63,30 +79,33 @@ class Mixer:
         self.speech, self.noise, self.config = speech, noise, config
         self.length = int(round(config.seconds * config.sample_rate))
 
-    def pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-        """One (noisy, clean, snr_db) example."""
+    def pair(self, rng: np.random.Generator) -> Mixture:
+        """One example: speech at a random level plus noise at a random SNR, scaled to stay unclipped."""
         c = self.config
         clean = np.zeros(self.length, np.float32)
+        index = 0
         for _ in range(10):  # avoid crops of pure silence
-            clean = random_crop(self.speech.clips[int(rng.integers(len(self.speech)))], self.length, rng)
+            index = int(rng.integers(len(self.speech)))
+            clean = random_crop(self.speech.clips[index], self.length, rng)
             if rms(clean) > 1e-4:
                 break
         clean = clean * (10 ** (rng.uniform(*c.level_dbfs) / 20) / rms(clean))
         snr = float(rng.uniform(*c.snr_db))
-        noise = self._scaled_noise(clean, snr, rng)
+        used: list[Path] = []
+        noise = self._scaled_noise(clean, snr, rng, used)
         if rng.random() < c.second_noise:
-            noise = noise + self._scaled_noise(clean, float(rng.uniform(*c.snr_db)), rng)
+            noise = noise + self._scaled_noise(clean, float(rng.uniform(*c.snr_db)), rng, used)
         noisy = clean + noise
         peak = float(np.max(np.abs(noisy)))
         if peak > c.peak:
             clean, noisy = clean * (c.peak / peak), noisy * (c.peak / peak)
-        return noisy.astype(np.float32), clean.astype(np.float32), snr
+        return Mixture(noisy.astype(np.float32), clean.astype(np.float32), snr, self.speech.paths[index], used)
 
-    def _scaled_noise(self, clean: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-        noise = noise_segment(self.noise, self.length, rng)
+    def _scaled_noise(self, clean: np.ndarray, snr_db: float, rng: np.random.Generator, used: list[Path]) -> np.ndarray:
+        noise = noise_segment(self.noise, self.length, rng, used)
         return noise * (rms(clean) / (rms(noise) * 10 ** (snr_db / 20)))
 
     def batch(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """(noisy, clean), each (size, samples) float32."""
         pairs = [self.pair(rng) for _ in range(size)]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+        return np.stack([p.noisy for p in pairs]), np.stack([p.clean for p in pairs])

@@ -21,13 +21,23 @@ class Pair:
     clean: Path
 
 
+def _by_name(folder: Path) -> dict[str, Path]:
+    """Audio files under `folder` keyed by relative path without extension (x.wav matches x.flac)."""
+    files: dict[str, Path] = {}
+    for p in list_audio(folder):
+        key = p.relative_to(folder).with_suffix("").as_posix()
+        if key in files:
+            raise AudioError(f"{folder}: both {files[key].name} and {p.name} exist; names must be unique")
+        files[key] = p
+    return files
+
+
 def match_pairs(noisy_dir: Path, clean_dir: Path, strict: bool = True) -> list[Pair]:
-    """Pairs of files with the same relative path in both folders.
+    """Pairs of files with the same relative path (extension aside) in both folders.
 
     Unmatched names are an AudioError when `strict`, else listed on stderr and left out.
     """
-    noisy = {p.relative_to(noisy_dir).as_posix(): p for p in list_audio(noisy_dir)}
-    clean = {p.relative_to(clean_dir).as_posix(): p for p in list_audio(clean_dir)}
+    noisy, clean = _by_name(noisy_dir), _by_name(clean_dir)
     only_noisy, only_clean = sorted(noisy.keys() - clean), sorted(clean.keys() - noisy)
     problems = [f"{n} has no clean match in {clean_dir}" for n in only_noisy]
     problems += [f"{n} has no noisy match in {noisy_dir}" for n in only_clean]
@@ -36,7 +46,8 @@ def match_pairs(noisy_dir: Path, clean_dir: Path, strict: bool = True) -> list[P
         if strict or len(problems) == len(noisy) + len(clean):
             raise AudioError(f"unmatched files: {shown}")
         print(f"warning: left out unmatched files: {shown}", file=sys.stderr)
-    return [Pair(n, noisy[n], clean[n]) for n in sorted(noisy.keys() & clean.keys())]
+    common = sorted(noisy.keys() & clean.keys())
+    return [Pair(clean[n].relative_to(clean_dir).as_posix(), noisy[n], clean[n]) for n in common]
 
 
 def layout_pairs(root: str | Path, split: str, strict: bool = True) -> list[Pair]:

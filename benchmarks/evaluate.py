@@ -1,0 +1,147 @@
+"""Score enhanced files against clean references: per file, overall and per SNR band."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.metrics import METRICS, score
+from realtime.audio_io import AudioError, read_audio
+
+RATE = 16000
+NAMES = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
+
+
+@dataclass
+class FileScore:
+    name: str
+    values: dict[str, float]
+    errors: dict[str, str]
+    delay: int
+
+
+@dataclass
+class Report:
+    """Per-file scores and their means, overall and per SNR band."""
+
+    metrics: tuple[str, ...]
+    files: list[FileScore]
+    snr: dict[str, float] = field(default_factory=dict)
+
+    def mean(self, names: list[str] | None = None) -> dict[str, float]:
+        chosen = [f for f in self.files if names is None or f.name in names]
+        return {
+            m: float(np.mean(v)) if (v := [f.values[m] for f in chosen if m in f.values]) else math.nan
+            for m in self.metrics
+        }
+
+    def bands(self) -> dict[str, list[str]]:
+        """File names per SNR band: each value when there are few distinct SNRs, else 5 dB bins."""
+        if not self.snr:
+            return {}
+        values = sorted(set(self.snr.values()))
+        label: Callable[[float], str]
+        if len(values) <= 8:
+            label = lambda v: f"{v:g} dB"  # noqa: E731
+        else:
+            label = lambda v: f"{5 * math.floor(v / 5):g}-{5 * math.floor(v / 5) + 5:g} dB"  # noqa: E731
+        groups: dict[str, list[str]] = {}
+        for name, v in sorted(self.snr.items(), key=lambda kv: kv[1]):
+            groups.setdefault(label(v), []).append(name)
+        return groups
+
+    def failures(self) -> list[str]:
+        return [f"{f.name}: {m}: {e}" for f in self.files for m, e in f.errors.items()]
+
+    def to_dict(self) -> dict:
+        return {
+            "metrics": list(self.metrics),
+            "count": len(self.files),
+            "overall": self.mean(),
+            "per_snr": {band: {"count": len(names), **self.mean(names)} for band, names in self.bands().items()},
+            "failures": self.failures(),
+            "files": [{"name": f.name, **f.values, "delay": f.delay, "errors": f.errors} for f in self.files],
+        }
+
+    def table(self) -> str:
+        """Markdown table: overall and per band."""
+        head = "| set | files | " + " | ".join(NAMES[m] for m in self.metrics) + " |"
+        rows = [head, "|" + "---|" * (len(self.metrics) + 2)]
+        groups = {"all": [f.name for f in self.files], **self.bands()}
+        for band, names in groups.items():
+            means = self.mean(names)
+            cells = " | ".join(_fmt(m, means[m]) for m in self.metrics)
+            rows.append(f"| {band} | {len(names)} | {cells} |")
+        return "\n".join(rows)
+
+
+def _fmt(metric: str, value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.2f}" if metric in ("pesq_wb", "pesq_nb", "si_sdr") else f"{value:.3f}"
+
+
+def read_snr_csv(path: str | os.PathLike) -> dict[str, float]:
+    """name -> snr_db from a pairs CSV (columns `name` and `snr_db`); empty if it has no snr_db column."""
+    p = Path(path)
+    try:
+        with p.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "name" not in reader.fieldnames:
+                raise AudioError(f"{p}: a pairs CSV needs a 'name' column")
+            if "snr_db" not in reader.fieldnames:
+                return {}
+            return {row["name"]: float(row["snr_db"]) for row in reader}
+    except FileNotFoundError:
+        raise AudioError(f"{p}: no such file") from None
+    except (UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise AudioError(f"{p}: not a valid pairs CSV ({exc})") from None
+
+
+def score_file(
+    name: str, clean: np.ndarray, enhanced: np.ndarray, metrics: tuple[str, ...], max_delay: int
+) -> FileScore:
+    values, errors, delay = score(clean, enhanced, RATE, metrics, max_delay)
+    return FileScore(name, values, errors, delay)
+
+
+def _score_paths(args: tuple[str, Path, Path, tuple[str, ...], int]) -> FileScore:
+    name, clean_path, enhanced_path, metrics, max_delay = args
+    try:
+        clean, _ = read_audio(clean_path, RATE, mono=True)
+        enhanced, _ = read_audio(enhanced_path, RATE, mono=True)
+    except AudioError as exc:
+        return FileScore(name, {}, {"read": str(exc)}, 0)
+    return score_file(name, clean, enhanced, metrics, max_delay)
+
+
+def evaluate(
+    pairs: list[tuple[str, Path, Path]],
+    metrics: tuple[str, ...] = METRICS,
+    max_delay: int = 0,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> Report:
+    """Score (name, clean path, enhanced path) triples, in parallel processes."""
+    from tqdm import tqdm
+
+    tasks = [(name, c, e, metrics, max_delay) for name, c, e in pairs]
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(tasks)))
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(
+            tqdm(
+                pool.map(_score_paths, tasks, chunksize=4),
+                total=len(tasks),
+                desc="scoring",
+                unit="file",
+                disable=not progress,
+            )
+        )
+    return Report(metrics, results)

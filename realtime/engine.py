@@ -1,0 +1,201 @@
+"""The streaming engine: an onnxruntime session, its state, and the buffers that turn any block size
+into whole hops for the model. No torch.
+
+Latency, in samples at the model rate (see README, "Latency"):
+- algorithmic: L - hop, held back by the decoder's overlap-add (the rest of the window L is the
+  current hop, which arrives with the block itself);
+- buffering: the zeros primed into the output so that every `feed` returns as many samples as it
+  took, `hop - gcd(block_size, hop)` for a fixed block size, `hop - 1` for any block size;
+- `latency` = algorithmic + buffering: the exact offset of `feed`'s output from its input.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+
+import numpy as np
+import onnxruntime as ort
+
+from realtime.audio_io import AudioError
+from realtime.model_file import STATE_NAMES, ModelInfo, load_model_info
+
+MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)
+
+
+def open_session(info: ModelInfo, threads: int = 1) -> ort.InferenceSession:
+    """An onnxruntime CPU session for the model, single-threaded by default (predictable latency)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(str(info.path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioError(f"{info.path}: cannot load the model ({first})") from None
+
+
+class Denoiser:
+    """Streaming denoiser: `feed(block) -> block` for any block size, `flush()` for the tail.
+
+    `block` is (n,) or (n, channels) float audio at `sample_rate`; every channel is denoised on its own.
+    The output has the same shape and lags the input by `latency` samples. Non-finite input samples are
+    replaced by silence before they reach the model, so they never reach the output or the state.
+    `dry` (0..1) mixes the delayed input back in; `atten_lim_db` limits the noise removed to that many dB
+    (DeepFilterNet's convention); the larger of the two input shares applies. `bypass` passes the
+    delayed input through (crossfaded over one block).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        channels: int = 1,
+        block_size: int | None = None,
+        threads: int = 1,
+        dry: float = 0.0,
+        atten_lim_db: float | None = None,
+    ) -> None:
+        self.info = load_model_info(model_path)
+        self.session = open_session(self.info, threads)
+        if channels < 1:
+            raise ValueError("channels must be at least 1")
+        if block_size is not None and block_size < 1:
+            raise ValueError("block_size must be at least 1")
+        if not 0.0 <= dry <= 1.0:
+            raise ValueError(f"dry must be between 0 and 1, got {dry}")
+        if atten_lim_db is not None and atten_lim_db < 0:
+            raise ValueError(f"atten_lim_db must be >= 0, got {atten_lim_db}")
+        self.channels = channels
+        self.block_size = block_size
+        self.sample_rate = self.info.sample_rate
+        self.hop = self.info.hop
+        self.dry_share = max(dry, 10 ** (-atten_lim_db / 20) if atten_lim_db is not None else 0.0)
+        self.bypass = False
+        self._mix = self.dry_share
+        self._last_flat = channels == 1
+        self.compute_times: deque[float] = deque(maxlen=100_000)
+        self.nonfinite_blocks = 0
+        self.reset()
+
+    # -- latency ---------------------------------------------------------------------------------------
+    @property
+    def algorithmic_latency(self) -> int:
+        return self.info.delay
+
+    @property
+    def buffering_latency(self) -> int:
+        step = math.gcd(self.block_size, self.hop) if self.block_size else 1
+        return self.hop - step
+
+    @property
+    def latency(self) -> int:
+        return self.algorithmic_latency + self.buffering_latency
+
+    def latency_ms(self) -> dict[str, float]:
+        ms = 1000 / self.sample_rate
+        return {
+            "algorithmic": self.algorithmic_latency * ms,
+            "buffering": self.buffering_latency * ms,
+            "total": self.latency * ms,
+        }
+
+    # -- streaming -------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all history: the next `feed` starts a new stream."""
+        self._state = {
+            name: np.zeros([self.channels, *self.info.state_shapes[name][1:]], np.float32) for name in STATE_NAMES
+        }
+        self._pending = np.zeros((0, self.channels), np.float32)
+        self._out = np.zeros((self.buffering_latency, self.channels), np.float32)
+        self._dry_line = np.zeros((self.latency, self.channels), np.float32)
+        self._samples_in = 0
+
+    def _run(self, hops: np.ndarray) -> np.ndarray:
+        """Model on (k*hop, channels) -> (k*hop, channels) delayed output, advancing the state."""
+        pieces = []
+        step = MAX_HOPS_PER_RUN * self.hop
+        for start in range(0, len(hops), step):
+            chunk = np.ascontiguousarray(hops[start : start + step].T)
+            t0 = time.perf_counter()
+            out, *state = self.session.run(None, {"chunk": chunk, **self._state})
+            self.compute_times.append(time.perf_counter() - t0)
+            if not (np.isfinite(out).all() and all(np.isfinite(s).all() for s in state)):
+                self.reset_state()
+                out = np.zeros_like(out)
+            else:
+                self._state = dict(zip(STATE_NAMES, state))
+            pieces.append(out.T)
+        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+
+    def reset_state(self) -> None:
+        """Zero the model state only (recovery path; buffers and latency are kept)."""
+        for value in self._state.values():
+            value.fill(0.0)
+
+    def _as_frames(self, block: np.ndarray) -> tuple[np.ndarray, bool]:
+        x = np.asarray(block, dtype=np.float32)
+        flat = x.ndim == 1
+        if flat:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != self.channels:
+            raise ValueError(f"expected (n,) or (n, {self.channels}) audio, got shape {np.shape(block)}")
+        if not np.isfinite(x).all():
+            self.nonfinite_blocks += 1
+            x = np.where(np.isfinite(x), x, np.float32(0.0))
+        return x, flat
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        """Denoise the next `n` samples; returns `n` samples, `latency` samples behind."""
+        x, flat = self._as_frames(block)
+        n = len(x)
+        if self.block_size is not None and n != self.block_size:
+            raise ValueError(f"this engine was set up for blocks of {self.block_size} samples, got {n}")
+        self._samples_in += n
+        data = np.concatenate([self._pending, x]) if len(self._pending) else x
+        whole = len(data) // self.hop * self.hop
+        self._pending = data[whole:].copy()
+        if whole:
+            self._out = np.concatenate([self._out, self._run(data[:whole])])
+        out, self._out = self._out[:n], self._out[n:]
+        return self._finish(out, x, flat)
+
+    def flush(self) -> np.ndarray:
+        """The last `latency` samples of the stream (input padded with silence), then `reset()`."""
+        tail = self._out
+        r = len(self._pending)
+        if r:
+            padded = np.concatenate([self._pending, np.zeros((self.hop - r, self.channels), np.float32)])
+            tail = np.concatenate([tail, self._run(padded)])
+        tail = np.concatenate([tail, self._state["dec"].T])[: self.latency]
+        out = self._finish(tail, np.zeros((len(tail), self.channels), np.float32), flat=self._last_flat)
+        self.reset()
+        return out
+
+    def _finish(self, wet: np.ndarray, dry_in: np.ndarray, flat: bool) -> np.ndarray:
+        """Mix in the delayed input (dry share, bypass crossfade), clip, and shape like the input."""
+        self._last_flat = flat
+        line = np.concatenate([self._dry_line, dry_in])
+        dry, self._dry_line = line[: len(wet)], line[len(wet) :]
+        target = 1.0 if self.bypass else self.dry_share
+        gain: float | np.ndarray = self._mix
+        if target != self._mix and len(wet):
+            gain = np.linspace(self._mix, target, len(wet), dtype=np.float32)[:, None]
+            self._mix = target
+        out = wet + gain * (dry - wet) if np.any(gain) else wet
+        out = np.clip(out, -1.0, 1.0)
+        return out[:, 0] if flat else out
+
+    # -- measurements ----------------------------------------------------------------------------------
+    def compute_stats(self) -> dict[str, float]:
+        """Model compute time per run in ms (p50/p99/max) and the real-time factor so far."""
+        times = np.array(self.compute_times) * 1000 if self.compute_times else np.zeros(1)
+        audio_s = self._samples_in / self.sample_rate
+        return {
+            "p50_ms": float(np.percentile(times, 50)),
+            "p99_ms": float(np.percentile(times, 99)),
+            "max_ms": float(times.max()),
+            "rtf": float(times.sum() / 1000 / audio_s) if audio_s else 0.0,
+        }

@@ -1,0 +1,222 @@
+"""Denoise whole signals: a numpy array, a file, or folders of files, with bounded memory.
+
+The chain per signal: streaming resample to the model rate -> engine (any block size) -> drop the
+engine's latency -> streaming resample to the output rate. Output has the input's length (in time),
+every channel is denoised, and files are written atomically, never over an input.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from realtime.audio_io import AudioError, atomic_output, audio_info, list_audio, output_format
+from realtime.engine import Denoiser
+
+READ_SECONDS = 1.0  # file chunk size: memory stays constant whatever the file's length
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options shared by every signal of one run."""
+
+    model_path: str | os.PathLike | None = None
+    block_size: int = 160
+    threads: int = 1
+    dry: float = 0.0
+    atten_lim_db: float | None = None
+
+
+def make_engine(settings: Settings, channels: int = 1) -> Denoiser:
+    return Denoiser(
+        settings.model_path,
+        channels=channels,
+        threads=settings.threads,
+        dry=settings.dry,
+        atten_lim_db=settings.atten_lim_db,
+    )
+
+
+class SignalProcessor:
+    """Denoise one signal delivered in chunks of any length; `push` then `finish` return aligned output."""
+
+    def __init__(
+        self, rate_in: int, channels: int, rate_out: int, settings: Settings, engine: Denoiser | None = None
+    ) -> None:
+        if settings.block_size < 1:
+            raise ValueError(f"block size must be at least 1 sample, got {settings.block_size}")
+        self.engine = engine or make_engine(settings, channels)
+        self.engine.reset()
+        rate = self.engine.sample_rate
+        self.block = settings.block_size
+        self.rate_in, self.rate_out, self.channels = rate_in, rate_out, channels
+        self._down = (
+            soxr.ResampleStream(rate_in, rate, channels, dtype="float32", quality="HQ") if rate_in != rate else None
+        )
+        self._up = (
+            soxr.ResampleStream(rate, rate_out, channels, dtype="float32", quality="HQ") if rate_out != rate else None
+        )
+        self._skip = self.engine.latency
+        self.frames_in = 0
+        self._frames_out = 0
+        self.nonfinite = 0
+
+    def push(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
+        """(frames, channels) input -> (frames', channels) output; call with last=True once at the end."""
+        chunk = np.asarray(chunk, np.float32).reshape(len(chunk), self.channels)
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            chunk = np.where(bad, np.float32(0.0), chunk)
+        self.frames_in += len(chunk)
+        x = self._down.resample_chunk(chunk, last=last) if self._down else chunk
+        pieces = [self.engine.feed(x[i : i + self.block]) for i in range(0, len(x), self.block)]
+        if last:
+            pieces.append(self.engine.flush())
+        y = np.concatenate(pieces).reshape(-1, self.channels) if pieces else np.zeros((0, self.channels), np.float32)
+        if self._skip:
+            drop = min(self._skip, len(y))
+            y, self._skip = y[drop:], self._skip - drop
+        if self._up:
+            y = self._up.resample_chunk(y, last=last)
+        if last:  # exactly the input's duration at the output rate
+            want = round(self.frames_in * self.rate_out / self.rate_in) - self._frames_out
+            y = (
+                y[:want]
+                if len(y) >= want
+                else np.concatenate([y, np.zeros((want - len(y), self.channels), np.float32)])
+            )
+        self._frames_out += len(y)
+        return y
+
+
+def denoise(
+    audio: np.ndarray, sample_rate: int, model_path: str | os.PathLike | None = None, threads: int = 1
+) -> np.ndarray:
+    """Denoise a whole signal, (frames,) or (frames, channels) at any rate; same shape and rate back."""
+    x = np.asarray(audio, np.float32)
+    if x.ndim not in (1, 2) or len(x) == 0:
+        raise ValueError(f"expected non-empty (frames,) or (frames, channels) audio, got shape {x.shape}")
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    proc = SignalProcessor(sample_rate, channels, sample_rate, Settings(model_path, block_size=4096, threads=threads))
+    y = proc.push(x.reshape(len(x), channels), last=True)
+    return y[:, 0] if x.ndim == 1 else y
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+def plan_jobs(inputs: list[str], output: str) -> list[Job]:
+    """Map inputs (files and/or folders) to output paths; folders are mirrored under `output`."""
+    out = Path(output)
+    paths = [Path(p) for p in inputs]
+    for p in paths:
+        if not p.exists():
+            raise AudioError(f"{p}: no such file or folder")
+    many = len(paths) > 1 or any(p.is_dir() for p in paths)
+    if many and out.exists() and not out.is_dir():
+        raise AudioError(f"{out}: must be a folder when the input is several files or a folder")
+    jobs = []
+    for p in paths:
+        if p.is_dir():
+            if out.resolve() == p.resolve():
+                raise AudioError(f"{out}: the output folder is the input folder; choose another")
+            jobs += [Job(f, out / f.relative_to(p)) for f in list_audio(p)]
+        elif many or out.is_dir():
+            jobs.append(Job(p, out / p.name))
+        else:
+            jobs.append(Job(p, out))
+    return jobs
+
+
+def denoise_file(
+    job: Job,
+    settings: Settings,
+    sample_rate: int | None,
+    engine: Denoiser | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[float, int]:
+    """Denoise one file chunk by chunk; returns (seconds of audio, non-finite samples replaced)."""
+    info = audio_info(job.source)
+    rate_out = sample_rate or info.samplerate
+    fmt, subtype = output_format(job.target, info.subtype)
+    if job.target.suffix.lower() in (".wav", ".flac", ".aiff") and subtype is None:
+        subtype = "FLOAT" if job.target.suffix.lower() == ".wav" else "PCM_24"
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    proc = SignalProcessor(info.samplerate, info.channels, rate_out, settings, engine)
+    with atomic_output(job.target, protect=(job.source,)) as tmp:
+        try:
+            with (
+                sf.SoundFile(str(job.source)) as src,
+                sf.SoundFile(str(tmp), "w", rate_out, info.channels, subtype, format=fmt) as dst,
+            ):
+                size = max(1, int(READ_SECONDS * info.samplerate))
+                while True:
+                    chunk = src.read(size, dtype="float32", always_2d=True)
+                    last = len(chunk) < size or src.tell() >= info.frames
+                    dst.write(proc.push(chunk, last=last))
+                    if progress:
+                        progress(len(chunk) / info.samplerate)
+                    if last:
+                        break
+        except AudioError:
+            raise
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise AudioError(f"{job.source}: {reason}") from None
+    return proc.frames_in / info.samplerate, proc.nonfinite
+
+
+def denoise_files(jobs: Iterable[Job], settings: Settings, sample_rate: int | None, show_progress: bool = True) -> int:
+    """Run every job, naming each failure on stderr; returns the number of failures."""
+    from tqdm import tqdm
+
+    jobs = list(jobs)
+    total = 0.0
+    for job in jobs:
+        try:
+            info = audio_info(job.source)
+            total += info.frames / info.samplerate
+        except AudioError:
+            pass
+    engines = {1: make_engine(settings)}
+    failures, seconds, start = 0, 0.0, time.perf_counter()
+    done = 0
+    with tqdm(
+        total=round(total, 2),
+        unit="s",
+        unit_scale=False,
+        desc="denoising",
+        disable=not show_progress,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
+    ) as bar:
+        for job in jobs:
+            try:
+                channels = audio_info(job.source).channels
+                if channels not in engines:
+                    engines[channels] = make_engine(settings, channels)
+                dur, bad = denoise_file(job, settings, sample_rate, engines[channels], bar.update)
+                seconds += dur
+                done += 1
+                if bad:
+                    tqdm.write(
+                        f"warning: {job.source}: {bad} NaN/infinite samples replaced by silence", file=sys.stderr
+                    )
+            except (AudioError, ValueError, OSError) as exc:
+                failures += 1
+                tqdm.write(f"error: {exc}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    speed = f", {seconds / elapsed:.1f}x real time" if elapsed > 0 and seconds else ""
+    print(f"denoised {done} of {len(jobs)} files, {seconds:.1f} s of audio in {elapsed:.1f} s{speed}", file=sys.stderr)
+    return failures

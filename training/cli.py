@@ -1,0 +1,128 @@
+"""`denoise train`, `denoise export`, `denoise make-dataset` (torch is imported only by train and export)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from model.config import TasNetConfig
+from realtime.cli import EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_train(sub)
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (needs the [train] extra)",
+        description="Export a training checkpoint to ONNX with explicit streaming state, verify it "
+        "against torch, and write the JSON sidecar next to it.",
+    )
+    p.add_argument("checkpoint", help="checkpoint file (e.g. RUN/best.pt)")
+    p.add_argument("-o", "--output", required=True, help="ONNX file to write (sidecar: same name, .json)")
+    p.set_defaults(run=_run_export)
+
+    p = sub.add_parser(
+        "make-dataset",
+        help="write the brief's paired layout from speech and noise folders",
+        description="Mix clean speech with noise at random SNRs into ROOT/voice_origin/SPLIT and "
+        "ROOT/denoising/SPLIT (same file names), plus ROOT/SPLIT.csv.",
+    )
+    p.add_argument("--speech", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--noise", nargs="+", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="ROOT")
+    p.add_argument("--split", default="train")
+    p.add_argument("--count", type=int, default=100, help="number of pairs")
+    p.add_argument("--seconds", type=float, default=4.0, help="length of each pair")
+    p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_run_make_dataset)
+
+
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model (needs the [train] extra: torch)",
+        description="Train the causal Conv-TasNet; resumable, with checkpoints every few minutes.",
+    )
+    p.add_argument("--speech", nargs="+", default=[], metavar="DIR", help="clean speech folders (mixed on the fly)")
+    p.add_argument("--noise", nargs="+", default=[], metavar="DIR", help="noise folders (mixed on the fly)")
+    p.add_argument(
+        "--paired",
+        nargs="+",
+        default=[],
+        metavar="ROOT",
+        help="roots in the brief's layout (voice_origin/<split>, denoising/<split>)",
+    )
+    p.add_argument("--split", default="train", help="split of --paired roots (default: train)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints last/prev/best.pt and train_log.csv")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (configs come from it)")
+    p.add_argument("--steps", type=int, help="stop at this total step count")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    defaults = TasNetConfig()
+    for symbol in ("N", "L", "B", "H", "P", "X", "R"):
+        p.add_argument(f"--{symbol}", type=int, default=getattr(defaults, symbol), help=f"model {symbol}")
+    p.add_argument("--norm", choices=["cLN", "cumLN"], default=defaults.norm)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=2.0, help="training crop length")
+    p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--stft-weight", type=float, default=1.0, help="weight of the multi-resolution STFT loss")
+    p.add_argument("--val-every", type=int, default=500, help="validate every N steps")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (about 1.4x faster on CPU)")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from training.config import TrainConfig
+    from training.loop import train
+
+    model_config = TasNetConfig(N=args.N, L=args.L, B=args.B, H=args.H, P=args.P, X=args.X, R=args.R, norm=args.norm)
+    config = TrainConfig(
+        speech=args.speech,
+        noise=args.noise,
+        paired=args.paired,
+        paired_split=args.split,
+        batch_size=args.batch_size,
+        seconds=args.seconds,
+        snr_db=tuple(args.snr),
+        lr=args.lr,
+        stft_weight=args.stft_weight,
+        val_every=args.val_every,
+        checkpoint_minutes=args.checkpoint_minutes,
+        seed=args.seed,
+        compile=args.compile,
+    )
+    train(
+        Path(args.out),
+        model_config,
+        config,
+        resume=args.resume,
+        max_steps=args.steps,
+        max_minutes=args.minutes,
+        threads=args.threads,
+    )
+    return EXIT_OK
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from training.export import export
+
+    doc = export(Path(args.checkpoint), Path(args.output))
+    print(
+        f"wrote {args.output} (max abs error vs torch {doc['verified_max_abs_error']:.1e}, "
+        f"{doc['training']['steps']} steps)"
+    )
+    return EXIT_OK
+
+
+def _run_make_dataset(args: argparse.Namespace) -> int:
+    from training.make_dataset import make_dataset
+
+    csv_path = make_dataset(
+        args.speech, args.noise, Path(args.out), args.split, args.count, args.seconds, tuple(args.snr), args.seed
+    )
+    print(f"wrote {args.count} pairs under {args.out} and {csv_path}")
+    return EXIT_OK

@@ -1,0 +1,143 @@
+"""Export a checkpoint to ONNX with its streaming state as explicit inputs/outputs, verify it against
+torch with onnxruntime, and write the JSON sidecar."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import Tensor, nn
+
+from model.config import TasNetConfig
+from model.conv_tasnet import ConvTasNet, StreamState
+from realtime.model_file import FORMAT, STATE_NAMES, sidecar_path, write_json_atomic
+from training.checkpoint import load_file
+from training.provenance import training_data
+
+OPSET = 17
+TOLERANCE = 1e-4
+
+
+class ExportError(Exception):
+    """The exported graph does not reproduce the torch model."""
+
+
+class _StreamGraph(nn.Module):
+    """forward_stream with the state flattened into named tensors, as ONNX wants it."""
+
+    def __init__(self, model: ConvTasNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, chunk: Tensor, enc: Tensor, conv: Tensor, dec: Tensor) -> tuple[Tensor, ...]:
+        out, state = self.model.forward_stream(chunk, StreamState(enc, conv, dec))
+        return (out, *state)
+
+
+def state_layout(model: ConvTasNet) -> dict[str, Any]:
+    """Shapes ("batch" is dynamic) and meaning of each state tensor."""
+    s = model.initial_state(1)
+    offsets, start = [], 0
+    for block, d in zip(model.blocks, model.config.dilations):
+        offsets.append({"dilation": d, "start": start, "frames": block.context})
+        start += block.context
+    return {
+        "enc": {"shape": ["batch", s.enc.shape[1]], "meaning": "last L - hop input samples"},
+        "conv": {
+            "shape": ["batch", s.conv.shape[1], s.conv.shape[2]],
+            "meaning": "past inputs of each depthwise conv, concatenated along time",
+            "blocks": offsets,
+        },
+        "dec": {"shape": ["batch", s.dec.shape[1]], "meaning": "decoder overlap-add tail"},
+    }
+
+
+def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int = 0) -> float:
+    """Max abs difference between onnxruntime and torch streaming over uneven chunks of random audio."""
+    rng = np.random.default_rng(seed)
+    hop = model.config.hop
+    audio = (rng.standard_normal((2, int(seconds * model.config.sample_rate) // hop * hop)) * 0.1).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    state_np = [t.numpy() for t in model.initial_state(2)]
+    state_t = model.initial_state(2)
+    worst, pos = 0.0, 0
+    while pos < audio.shape[1]:
+        k = int(rng.integers(1, 40)) * hop
+        chunk = audio[:, pos : pos + k]
+        pos += chunk.shape[1]
+        outs = session.run(None, {"chunk": chunk, **dict(zip(STATE_NAMES, state_np))})
+        with torch.no_grad():
+            ref, state_t = model.forward_stream(torch.from_numpy(chunk), state_t)
+        worst = max(worst, float(np.max(np.abs(outs[0] - ref.numpy()))))
+        state_np = outs[1:]
+    return worst
+
+
+def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `output` (.onnx) and its sidecar from a training checkpoint; returns the sidecar document."""
+    payload = load_file(checkpoint)
+    config = TasNetConfig.from_dict(payload["model_config"])
+    if config.norm != "cLN":
+        raise ExportError(f"{checkpoint}: norm {config.norm!r} has no streaming form; only cLN models export")
+    model = ConvTasNet(config)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        state = model.initial_state(1)
+        example = (torch.zeros(1, 4 * config.hop), *state)
+        outputs = ["enhanced"] + [f"{n}_out" for n in STATE_NAMES]
+        dynamic = {"chunk": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}}
+        dynamic.update({n: {0: "batch"} for n in (*STATE_NAMES, *outputs[1:])})
+        with torch.no_grad():
+            torch.onnx.export(
+                _StreamGraph(model),
+                example,
+                str(tmp),
+                input_names=["chunk", *STATE_NAMES],
+                output_names=outputs,
+                dynamic_axes=dynamic,
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        error = verify(model, tmp)
+        if not error <= TOLERANCE:
+            raise ExportError(f"{output}: ONNX output differs from torch by {error:.2e} (> {TOLERANCE:g}); not written")
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    train_cfg = payload.get("train_config", {})
+    document = {
+        "format": FORMAT,
+        "model": "causal Conv-TasNet",
+        "model_config": config.to_dict(),
+        "parameters": model.num_parameters(),
+        "hop": config.hop,
+        "delay": model.delay,
+        "algorithmic_latency_ms": 1000 * config.L / config.sample_rate,
+        "inputs": ["chunk", *STATE_NAMES],
+        "outputs": outputs,
+        "state": state_layout(model),
+        "opset": OPSET,
+        "verified_max_abs_error": error,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "training": {
+            "checkpoint": checkpoint.name,
+            "steps": payload.get("step"),
+            "cpu_hours": round(payload.get("cpu_seconds", 0.0) / 3600, 3),
+            "train_config": train_cfg,
+            "data": training_data(train_cfg.get("speech", []), train_cfg.get("noise", []), train_cfg.get("paired", [])),
+        },
+        "scores": scores or {},
+    }
+    write_json_atomic(sidecar_path(output), document)
+    return document
