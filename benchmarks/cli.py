@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import tempfile
 from pathlib import Path
 
 from realtime.cli import EXIT_OK
 
+# Modules with register(bench_subparsers), one `denoise bench NAME` each.
+BENCH_MODULES: tuple[str, ...] = ()
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    if BENCH_MODULES:
+        bench = sub.add_parser("bench", help="benchmarks: " + ", ".join(m.rsplit(".", 1)[1] for m in BENCH_MODULES),
+                               description="Measure quality, speed and latency; reports go to benchmarks/results/.")
+        bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+        for name in BENCH_MODULES:
+            importlib.import_module(name).register(bench_sub)
     p = sub.add_parser(
         "eval",
         help="score enhanced (or noisy, through a model) files against clean ones",

@@ -3,8 +3,6 @@ torch with onnxruntime, and write the JSON sidecar."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from torch import Tensor, nn
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet, StreamState
+from realtime.audio_io import atomic_output
 from realtime.model_file import FORMAT, STATE_NAMES, sidecar_path, write_json_atomic
 from training.checkpoint import load_file
 from training.provenance import training_data
@@ -89,10 +88,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     model.load_state_dict(payload["model"])
     model.eval()
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_output(output) as tmp:
         state = model.initial_state(1)
         example = (torch.zeros(1, 4 * config.hop), *state)
         outputs = ["enhanced"] + [f"{n}_out" for n in STATE_NAMES]
@@ -112,9 +108,6 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         error = verify(model, tmp)
         if not error <= TOLERANCE:
             raise ExportError(f"{output}: ONNX output differs from torch by {error:.2e} (> {TOLERANCE:g}); not written")
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     train_cfg = payload.get("train_config", {})
     document = {
         "format": FORMAT,
