@@ -33,9 +33,11 @@ class TasNetConfig:
             raise ValueError(f"L must be an even number of samples >= 2, got {self.L}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        for name in ("N", "B", "H", "P", "X", "R", "sample_rate"):
+        for name in ("N", "B", "H", "X", "R", "sample_rate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.P < 2:
+            raise ValueError(f"P (kernel size) must be at least 2, got {self.P}")
 
     @property
     def hop(self) -> int:

@@ -93,7 +93,7 @@ class ConvBlock(nn.Module):
         """x: (batch, B, frames); cache: (batch, H, context). Returns residual, skip, new cache."""
         y = self.norm1(self.act1(self.in_conv(x)))
         y = torch.cat([cache, y], dim=2)
-        new_cache = y[:, :, y.shape[2] - self.context :]
+        new_cache = y[:, :, -self.context :]  # constant slice: no shape arithmetic in the exported graph
         y = self.norm2(self.act2(self.depthwise(y)))
         return x + self.res_conv(y), self.skip_conv(y), new_cache
 
@@ -135,24 +135,27 @@ class ConvTasNet(nn.Module):
         """
         if self.config.norm != "cLN":
             raise ValueError("streaming needs the stateless per-frame norm (norm='cLN')")
+        return self._process(chunk, state)
+
+    def _process(self, chunk: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
+        """One pass over `chunk` from `state` (for cumLN only valid as a single whole-signal pass)."""
         x = torch.cat([state.enc, chunk], dim=1)
-        new_enc = x[:, x.shape[1] - self.delay :]
         w = torch.relu(self.encoder(x.unsqueeze(1)))  # (batch, N, k)
         y = self.bottleneck(w)
-        skip = torch.zeros_like(y)
+        skip: Tensor | None = None
         caches = []
         start = 0
         for block in self.blocks:
             cache = state.conv[:, :, start : start + block.context]
             start += block.context
             y, s, new_cache = block(y, cache)
-            skip = skip + s
+            skip = s if skip is None else skip + s
             caches.append(new_cache)
+        assert skip is not None
         frames = self.decoder(w * self.mask(skip)).squeeze(1)  # (batch, k*hop + delay)
-        head = frames[:, : self.delay] + state.dec
-        out = torch.cat([head, frames[:, self.delay :]], dim=1)
-        k_hop = chunk.shape[1]
-        return out[:, :k_hop], StreamState(new_enc, torch.cat(caches, dim=2), out[:, k_hop:])
+        out = torch.cat([frames[:, : self.delay] + state.dec, frames[:, self.delay :]], dim=1)
+        d = self.delay
+        return out[:, :-d], StreamState(x[:, -d:], torch.cat(caches, dim=2), out[:, -d:])
 
     def forward(self, wave: Tensor) -> Tensor:
         """Enhance whole signals (batch, time) -> (batch, time), aligned with the input."""
@@ -161,23 +164,8 @@ class ConvTasNet(nn.Module):
         length = wave.shape[1]
         pad = -length % self.config.hop
         x = F.pad(wave, (0, pad))
-        if self.config.norm == "cLN":
-            out, state = self.forward_stream(x, self.initial_state(wave.shape[0]))
-            full = torch.cat([out, state.dec], dim=1)
-        else:
-            full = self._forward_offline(x)
-        return full[:, self.delay : self.delay + length]
-
-    def _forward_offline(self, x: Tensor) -> Tensor:
-        """Whole-signal pass for norms that have no streaming form; same layout as forward_stream."""
-        w = torch.relu(self.encoder(F.pad(x, (self.delay, 0)).unsqueeze(1)))
-        y = self.bottleneck(w)
-        skip = torch.zeros_like(y)
-        for block in self.blocks:
-            cache = y.new_zeros(y.shape[0], self.config.H, block.context)
-            y, s, _ = block(y, cache)
-            skip = skip + s
-        return self.decoder(w * self.mask(skip)).squeeze(1)
+        out, state = self._process(x, self.initial_state(wave.shape[0]))
+        return torch.cat([out, state.dec], dim=1)[:, self.delay : self.delay + length]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

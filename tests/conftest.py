@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from helpers import CliResult, assert_clean_failure, run_cli, write_tone_noise
 
 from realtime.model_file import default_model_path
 
+__all__ = ["CliResult", "assert_clean_failure", "run_cli", "write_tone_noise"]
+
 DATA = Path(__file__).parent / "data"
 ASSETS = default_model_path().parent
-
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 600) -> CliResult:
-    """Run `denoise ARGS...` in a fresh interpreter, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "realtime.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-
-def assert_clean_failure(result: CliResult, code: int = 2) -> str:
-    """A failed command: the expected exit code and a message without a traceback. Returns stderr."""
-    assert result.code == code, (result.code, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.strip(), "a failure must say why"
-    return result.stderr
 
 
 @pytest.fixture(scope="session")
@@ -72,14 +47,3 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RTDENOISE_CACHE", str(folder))
     monkeypatch.setattr("training.corpus.CACHE_DIR", folder)
     return folder
-
-
-def write_tone_noise(path: Path, seconds: float = 1.0, rate: int = 16000, channels: int = 1, seed: int = 0,
-                     subtype: str | None = None) -> np.ndarray:
-    """A speech-like test signal (harmonic tone with an envelope) plus noise, written to `path`."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    tone = 0.2 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    data = np.stack([tone + 0.02 * rng.standard_normal(len(t)) for _ in range(channels)], axis=1).astype(np.float32)
-    sf.write(str(path), data, rate, subtype=subtype)
-    return data

@@ -1,0 +1,130 @@
+"""The streaming engine with the shipped ONNX model: any block size equals the whole-signal output,
+the reported latency is the real one, channels are independent, bad samples never reach the output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from realtime.engine import Denoiser
+
+
+@pytest.fixture(scope="module")
+def noisy(example_noisy) -> np.ndarray:
+    audio, rate = sf.read(str(example_noisy), dtype="float32")
+    assert rate == 16000
+    return audio[: 3 * rate]
+
+
+@pytest.fixture(scope="module")
+def whole(noisy: np.ndarray, model_path) -> np.ndarray:
+    """The stream fed in one block: output aligned with the input."""
+    engine = Denoiser(model_path)
+    out = np.concatenate([engine.feed(noisy), engine.flush()])
+    return out[engine.latency :]
+
+
+def feed_all(engine: Denoiser, audio: np.ndarray, sizes: list[int]) -> np.ndarray:
+    outs, pos = [], 0
+    for n in sizes:
+        outs.append(engine.feed(audio[pos : pos + n]))
+        pos += n
+    return np.concatenate([*outs, engine.flush()])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_block_sizes_equal_whole_signal(noisy, whole, model_path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = []
+    while sum(sizes) < len(noisy):
+        sizes.append(int(min(rng.integers(1, 4097), len(noisy) - sum(sizes))))
+    engine = Denoiser(model_path)
+    out = feed_all(engine, noisy, sizes)
+    assert len(out) == len(noisy) + engine.latency
+    assert np.max(np.abs(out[engine.latency :] - whole)) <= 1e-4
+
+
+@pytest.mark.parametrize("block", [1, 32, 37, 160, 512])
+def test_fixed_block_size_returns_equal_blocks_with_its_latency(noisy, whole, model_path, block: int) -> None:
+    engine = Denoiser(model_path, block_size=block)
+    n = len(noisy) // block * block
+    outs = [engine.feed(noisy[i : i + block]) for i in range(0, n, block)]
+    assert all(len(o) == block for o in outs)
+    out = np.concatenate(outs)
+    lat = engine.latency
+    assert engine.algorithmic_latency + engine.buffering_latency == lat
+    assert np.max(np.abs(out[lat:] - whole[: n - lat])) <= 1e-4
+
+
+def test_reported_latency_is_the_measured_delay(model_path) -> None:
+    """With the wet path bypassed the output is the input, delayed by exactly `latency`."""
+    engine = Denoiser(model_path, block_size=48)
+    engine.bypass = True
+    engine.feed(np.zeros(48, np.float32))  # let the crossfade settle
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(4800) * 0.1).astype(np.float32)
+    y = np.concatenate([engine.feed(x[i : i + 48]) for i in range(0, len(x), 48)])
+    assert np.allclose(y[engine.latency :], x[: len(x) - engine.latency], atol=1e-6)
+    assert engine.latency == engine.info.delay + 16  # 48-sample blocks at hop 32: 16 samples of buffering
+
+
+def test_channels_are_denoised_independently(noisy, whole, model_path) -> None:
+    stereo = np.stack([noisy, noisy[::-1]], axis=1)
+    engine = Denoiser(model_path, channels=2)
+    out = feed_all(engine, stereo, [1000] * (len(noisy) // 1000) + [len(noisy) % 1000])
+    assert out.shape == (len(noisy) + engine.latency, 2)
+    assert np.max(np.abs(out[engine.latency :, 0] - whole)) <= 1e-4
+    mono_rev = Denoiser(model_path)
+    rev = np.concatenate([mono_rev.feed(noisy[::-1].copy()), mono_rev.flush()])
+    assert np.max(np.abs(out[:, 1] - rev)) <= 1e-4
+
+
+def test_non_finite_input_never_reaches_output_or_state(noisy, model_path) -> None:
+    engine = Denoiser(model_path, block_size=160)
+    clean_run = Denoiser(model_path, block_size=160)
+    bad = noisy[:160].copy()
+    bad[::7] = np.nan
+    bad[3] = np.inf
+    out_bad = engine.feed(bad)
+    assert np.isfinite(out_bad).all()
+    assert engine.nonfinite_blocks == 1
+    zeroed = np.where(np.isfinite(bad), bad, 0).astype(np.float32)
+    clean_run.feed(zeroed)
+    for i in range(160, 16000, 160):  # afterwards it is exactly the stream with silence in place of the bad samples
+        assert np.array_equal(engine.feed(noisy[i : i + 160]), clean_run.feed(noisy[i : i + 160]))
+
+
+def test_output_is_clipped_and_finite_for_full_scale_input(model_path) -> None:
+    engine = Denoiser(model_path)
+    square = np.sign(np.sin(np.linspace(0, 400 * np.pi, 16000))).astype(np.float32)
+    out = np.concatenate([engine.feed(square), engine.flush()])
+    assert np.isfinite(out).all() and np.max(np.abs(out)) <= 1.0
+
+
+def test_dry_mix_and_attenuation_limit_blend_the_delayed_input(noisy, whole, model_path) -> None:
+    for kwargs, share in (({"dry": 0.25}, 0.25), ({"atten_lim_db": 6.0}, 10 ** (-6 / 20))):
+        engine = Denoiser(model_path, **kwargs)
+        out = np.concatenate([engine.feed(noisy), engine.flush()])[engine.latency :]
+        expected = np.clip(whole + share * (noisy - whole), -1, 1)
+        assert np.max(np.abs(out - expected)) <= 1e-4
+
+
+def test_reset_starts_a_new_stream(noisy, whole, model_path) -> None:
+    engine = Denoiser(model_path)
+    engine.feed(noisy[:5000])
+    engine.reset()
+    out = np.concatenate([engine.feed(noisy), engine.flush()])[engine.latency :]
+    assert np.max(np.abs(out - whole)) <= 1e-4
+
+
+@pytest.mark.parametrize("kwargs", [{"dry": 1.5}, {"atten_lim_db": -3}, {"channels": 0}, {"block_size": 0}])
+def test_invalid_settings_are_refused(model_path, kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        Denoiser(model_path, **kwargs)
+
+
+def test_wrong_block_size_for_a_fixed_engine_is_refused(model_path) -> None:
+    engine = Denoiser(model_path, block_size=160)
+    with pytest.raises(ValueError, match="160"):
+        engine.feed(np.zeros(100, np.float32))

@@ -1,0 +1,89 @@
+"""Publish a training run as the shipped default model: export its best checkpoint to ONNX, keep a slim
+torch checkpoint for fine-tuning, score the ONNX model through the streaming engine on a paired test
+set, and record the scores in the sidecar and in a markdown report.
+
+Run: python -m training.publish [--run training/runs/default] [--test-root ../shared/data/audio]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.evaluate import RATE, Report, evaluate, read_snr_csv
+from realtime.files import Job, Settings, denoise_files
+from realtime.model_file import DEFAULT_NAME, default_model_path, sidecar_path, write_json_atomic
+from training.checkpoint import BEST, load_file, save_atomic
+from training.export import export
+from training.paired import layout_pairs
+
+
+def score_model(model: Path, test_root: Path, split: str, block_size: int) -> Report:
+    """Run `model` through the file engine on the split's noisy files and score against the clean ones."""
+    pairs = layout_pairs(test_root, split)
+    with tempfile.TemporaryDirectory(prefix="rtdenoise-publish-") as scratch:
+        out = Path(scratch)
+        jobs = [Job(p.noisy, out / p.name) for p in pairs]
+        if denoise_files(jobs, Settings(model_path=model, block_size=block_size), None):
+            raise RuntimeError("some test files failed to denoise")
+        report = evaluate([(p.name, p.clean, out / p.name) for p in pairs], max_delay=int(0.1 * RATE))
+    csv = test_root / f"{split}.csv"
+    if csv.exists():
+        report.snr = read_snr_csv(csv)
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("training/runs/default"))
+    parser.add_argument("--checkpoint", default=BEST, help="checkpoint file name in --run (default best.pt)")
+    parser.add_argument("--test-root", type=Path, default=Path("../shared/data/audio"))
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--block-size", type=int, default=160, help="engine block used for scoring")
+    parser.add_argument("--report", type=Path, default=Path("benchmarks/results/default-model.md"))
+    args = parser.parse_args()
+    checkpoint = args.run / args.checkpoint
+    target = default_model_path()
+    document = export(checkpoint, target)
+    payload = load_file(checkpoint)
+    slim = {k: payload[k] for k in ("model", "model_config", "train_config", "step", "cpu_seconds")}
+    save_atomic(slim, target.with_name(f"{DEFAULT_NAME}.pt"))
+    report = score_model(target, args.test_root, args.split, args.block_size)
+    command = "python -m training.publish " + shlex.join(sys.argv[1:])
+    document["scores"] = {
+        "test_set": str(args.test_root / "*" / args.split),
+        "path": f"streaming ONNX engine, block {args.block_size} samples",
+        "command": command,
+        "overall": report.mean(),
+        "per_snr": report.to_dict()["per_snr"],
+    }
+    write_json_atomic(sidecar_path(target), document)
+    training = document["training"]
+    lines = [
+        "# Default model",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; checkpoint `{checkpoint}` at step "
+        f"{training['steps']} ({training['cpu_hours']} CPU hours); scored through the streaming ONNX engine "
+        f"(block {args.block_size}) on `{args.test_root}/*/{args.split}` ({len(report.files)} pairs).",
+        "",
+        report.table(),
+        "",
+        "Reference (shared/data/README.md): noisy 1.58 / 0.844 / 10.0; RNNoise 1.70 / 0.880 / 10.4; "
+        "DTLN 2.08 / 0.888 / 15.1; GTCRN 2.10 / 0.885 / 14.2 (PESQ-WB / STOI / SI-SDR).",
+    ]
+    failures = report.failures()
+    if failures:
+        lines += ["", "Not scored:", *[f"- {f}" for f in failures]]
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
