@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from realtime.audio_io import AudioError, list_audio, read_audio
+from realtime.audio_io import AudioError, atomic_output, list_audio, read_audio
 
 CACHE_DIR = Path(os.environ.get("RTDENOISE_CACHE", Path.home() / ".cache" / "rtdenoise"))
 
@@ -80,13 +80,19 @@ def load_corpus(folders: Sequence[str | os.PathLike], sample_rate: int = 16000, 
         raise AudioError(f"{', '.join(map(str, folders))}: no readable audio")
     cache.parent.mkdir(parents=True, exist_ok=True)
     offsets = np.cumsum([0] + [len(c) for c in clips])
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, flat=np.concatenate(clips), offsets=offsets, kept=np.array(kept))
-    os.replace(tmp, cache)
+    with atomic_output(cache) as tmp, tmp.open("wb") as f:  # unique temp name: DDP ranks may race here
+        np.savez(f, flat=np.concatenate(clips), offsets=offsets, kept=np.array(kept))
     return Corpus(clips, [paths[i] for i in kept])
 
 
 def split_corpus(corpus: Corpus, fraction: float) -> tuple[Corpus, Corpus]:
-    """(train, validation) by `is_held_out` on each file's group."""
+    """(train, validation) by `is_held_out` on each file's group.
+
+    A small corpus whose hash split holds out nothing still gives up one group (the lowest hash) when
+    it has two or more, so that validation always exists when it can."""
     held = [is_held_out(p, fraction) for p in corpus.paths]
+    groups = {group_key(p) for p in corpus.paths}
+    if fraction > 0 and not any(held) and len(groups) > 1:
+        chosen = min(groups, key=lambda g: zlib.crc32(g.encode()))
+        held = [group_key(p) == chosen for p in corpus.paths]
     return corpus.subset([not h for h in held]), corpus.subset(held)

@@ -111,6 +111,7 @@ def train(
     config = config or TrainConfig()
 
     data = TrainingData(config, model_config.sample_rate)
+    torch.manual_seed(config.seed)  # the initial weights, like every batch, follow from the seed
     model = ConvTasNet(model_config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
@@ -124,7 +125,8 @@ def train(
         wall_seconds, best = payload["wall_seconds"], payload["best_score"]
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model)
+        # the last block's residual output feeds nothing (only its skip path does): its 1x1 conv gets no gradient
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     if config.compile:
         net = torch.compile(net)
     log = CsvLog(out_dir / "train_log.csv") if rank == 0 else None

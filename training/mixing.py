@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.audio_io import AudioError
 from training.corpus import Corpus
+
+SILENCE_RMS = 1e-5
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ def random_crop(clip: np.ndarray, length: int, rng: np.random.Generator) -> np.n
     return out
 
 
+def audible(corpus: Corpus) -> Corpus:
+    """The clips that are not digital silence (nothing to learn from; they would stall noise drawing)."""
+    return corpus.subset([rms(c) >= SILENCE_RMS for c in corpus.clips])
+
+
 @dataclass
 class Mixture:
     """One training example and where it came from."""
@@ -62,7 +70,7 @@ def noise_segment(noise: Corpus, length: int, rng: np.random.Generator, used: li
         clip = noise.clips[index]
         start = int(rng.integers(0, max(1, len(clip) - (length - have))))
         part = clip[start : start + length - have]
-        if rms(part) < 1e-5:  # digital silence carries no noise to learn from
+        if rms(part) < SILENCE_RMS:  # a silent stretch of an audible clip: draw again
             continue
         parts.append(part)
         used.append(noise.paths[index])
@@ -74,8 +82,12 @@ class Mixer:
     """Draws (noisy, clean) pairs from a speech and a noise corpus."""
 
     def __init__(self, speech: Corpus, noise: Corpus, config: MixConfig) -> None:
+        speech, noise = audible(speech), audible(noise)
         if len(speech) == 0 or len(noise) == 0:
-            raise ValueError("mixing needs at least one speech clip and one noise clip")
+            raise AudioError(
+                f"mixing needs audible speech and noise: every {'speech' if not len(speech) else 'noise'} "
+                "clip is silent"
+            )
         self.speech, self.noise, self.config = speech, noise, config
         self.length = int(round(config.seconds * config.sample_rate))
 

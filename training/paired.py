@@ -39,8 +39,8 @@ def match_pairs(noisy_dir: Path, clean_dir: Path, strict: bool = True) -> list[P
     """
     noisy, clean = _by_name(noisy_dir), _by_name(clean_dir)
     only_noisy, only_clean = sorted(noisy.keys() - clean), sorted(clean.keys() - noisy)
-    problems = [f"{n} has no clean match in {clean_dir}" for n in only_noisy]
-    problems += [f"{n} has no noisy match in {noisy_dir}" for n in only_clean]
+    problems = [f"{noisy[n]} has no clean match in {clean_dir}" for n in only_noisy]
+    problems += [f"{clean[n]} has no noisy match in {noisy_dir}" for n in only_clean]
     if problems:
         shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
         if strict or len(problems) == len(noisy) + len(clean):

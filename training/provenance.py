@@ -8,7 +8,8 @@ from pathlib import Path
 def source_licences(folder: str | Path) -> list[dict[str, object]]:
     """One entry per source folder under `folder` (or `folder` itself): name, licence line, non-commercial flag."""
     root = Path(folder)
-    candidates = [root] if (root / "SOURCE.txt").exists() else sorted(p for p in root.iterdir() if p.is_dir())
+    documented = sorted(p for p in root.iterdir() if p.is_dir() and (p / "SOURCE.txt").exists())
+    candidates = [root] if (root / "SOURCE.txt").exists() or not documented else documented
     entries = []
     for src in candidates:
         text = (src / "SOURCE.txt").read_text(errors="replace") if (src / "SOURCE.txt").exists() else ""

@@ -1,0 +1,171 @@
+"""Training on a tiny model: checkpoints, resume after kill -9, DDP with two processes, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import assert_clean_failure, run_cli
+
+from realtime.engine import Denoiser
+from training.checkpoint import load_file
+
+TINY = [
+    "--N",
+    "16",
+    "--B",
+    "16",
+    "--H",
+    "16",
+    "--X",
+    "2",
+    "--R",
+    "1",
+    "--L",
+    "16",
+    "--batch-size",
+    "2",
+    "--seconds",
+    "0.5",
+    "--threads",
+    "1",
+]
+
+
+def train_args(speech_dir: Path, noise_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--speech", str(speech_dir), "--noise", str(noise_dir), "--out", str(out), *TINY, *extra]
+
+
+@pytest.fixture
+def env(cache_dir) -> dict[str, str]:
+    return {**os.environ, "RTDENOISE_CACHE": str(cache_dir)}
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "realtime.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path)["model"]
+
+
+def test_training_validates_logs_and_keeps_the_best(tmp_path, speech_dir, noise_dir, env) -> None:
+    out = tmp_path / "run"
+    proc = run(train_args(speech_dir, noise_dir, out, "--steps", "20", "--val-every", "10"), env)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name for p in out.iterdir()} >= {"last.pt", "best.pt", "train_log.csv"}
+    rows = (out / "train_log.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in rows[1:]].count("val") == 2
+    payload = load_file(out / "last.pt")
+    assert payload["step"] == 20 and payload["cpu_seconds"] > 0
+    assert payload["train_config"]["speech"] == [str(speech_dir)]
+
+
+def test_kill_9_then_resume_continues_exactly(tmp_path, speech_dir, noise_dir, env) -> None:
+    """A run killed mid-training and resumed ends with the same weights as one never interrupted."""
+    steps = ["--steps", "40", "--val-every", "1000", "--checkpoint-minutes", "0"]
+    straight = tmp_path / "straight"
+    assert run(train_args(speech_dir, noise_dir, straight, *steps), env).returncode == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realtime.cli", *train_args(speech_dir, noise_dir, killed, *steps)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (killed / "last.pt").exists() and load_safely(killed / "last.pt") >= 10:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = load_safely(killed / "last.pt")
+    assert 10 <= interrupted_at < 40
+
+    resumed = run(train_args(speech_dir, noise_dir, killed, "--resume", *steps), env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_file(killed / "last.pt")["step"] == 40
+    a, b = weights(straight / "last.pt"), weights(killed / "last.pt")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def load_safely(path: Path) -> int:
+    """Step of a checkpoint being rewritten concurrently (the rename is atomic, a read may still race)."""
+    try:
+        return load_file(path)["step"]
+    except Exception:
+        return -1
+
+
+def test_resume_needs_an_existing_run_and_a_new_run_needs_an_empty_folder(tmp_path, speech_dir, noise_dir) -> None:
+    out = tmp_path / "run"
+    assert "no checkpoint to resume" in assert_clean_failure(
+        run_cli(*train_args(speech_dir, noise_dir, out, "--resume", "--steps", "2"))
+    )
+    assert run_cli(*train_args(speech_dir, noise_dir, out, "--steps", "2", "--val-every", "1000")).code == 0
+    assert "--resume" in assert_clean_failure(run_cli(*train_args(speech_dir, noise_dir, out, "--steps", "4")))
+
+
+def test_two_process_ddp_training(tmp_path, speech_dir, noise_dir, env) -> None:
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "realtime.cli",
+            *train_args(speech_dir, noise_dir, out, "--steps", "6", "--val-every", "1000"),
+        ],
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_file(out / "last.pt")["step"] == 6
+
+
+def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir, noise_dir, env) -> None:
+    out = tmp_path / "run"
+    assert run(train_args(speech_dir, noise_dir, out, "--steps", "3", "--val-every", "1000"), env).returncode == 0
+    onnx_path = tmp_path / "tiny.onnx"
+    result = run_cli("export", out / "last.pt", "-o", onnx_path)
+    assert result.code == 0, result.stderr
+    doc = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert doc["verified_max_abs_error"] <= 1e-4
+    assert doc["training"]["steps"] == 3 and doc["model_config"]["L"] == 16
+    assert doc["state"]["conv"]["shape"] == ["batch", 16, 2 * (1 + 2)]
+    assert doc["training"]["data"]["non_commercial"] is True  # the test noise is UrbanSound8K (CC BY-NC)
+    engine = Denoiser(onnx_path)
+    assert engine.latency == 8 + 7  # L - hop, plus hop - 1 for any block size
+    assert np.isfinite(engine.feed(np.zeros(100, np.float32))).all()
+
+
+def test_export_refuses_a_model_without_a_streaming_form(tmp_path, speech_dir, noise_dir, env) -> None:
+    out = tmp_path / "run"
+    assert (
+        run(
+            train_args(speech_dir, noise_dir, out, "--steps", "1", "--norm", "cumLN", "--val-every", "1000"), env
+        ).returncode
+        == 0
+    )
+    assert "cLN" in assert_clean_failure(run_cli("export", out / "last.pt", "-o", tmp_path / "x.onnx"))
+    assert not (tmp_path / "x.onnx").exists()
