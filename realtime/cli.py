@@ -15,7 +15,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 # Each module has register(subparsers): its commands' arguments, with handlers that import heavy parts lazily.
-COMMAND_MODULES = ("realtime.file_cli", "training.cli", "benchmarks.cli")
+COMMAND_MODULES = ("realtime.file_cli", "realtime.live_cli", "training.cli", "benchmarks.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

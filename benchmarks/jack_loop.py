@@ -1,0 +1,188 @@
+"""A real audio server for live tests and benchmarks: JACK's dummy backend, and a loop through a client.
+
+`JackServer` runs `jackd -n NAME -d dummy` under a unique name (clients find it via JACK_DEFAULT_SERVER,
+so parallel runs never meet). `Loop` plays a signal into a client's input port and records its output
+port with two JACK clients, one for each direction, so that within a JACK cycle the graph runs
+player -> client under test -> recorder and nothing else delays the signal. Both sides index audio by
+JACK frame time from the start of playback, so the recording's delay is exactly the client's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import jack
+import numpy as np
+
+READY_TIMEOUT_S = 10.0
+
+
+class JackServer:
+    """`jackd` with the dummy backend at `rate` Hz and `period` frames; stop() or use as a context manager."""
+
+    def __init__(self, rate: int = 48000, period: int = 256, name: str | None = None) -> None:
+        if shutil.which("jackd") is None:
+            raise RuntimeError("jackd not found: install Debian's jackd2")
+        self.name = name or f"rtd-{uuid.uuid4().hex[:8]}"
+        self.rate, self.period = rate, period
+        self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name}
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)
+        cmd = ["jackd", "-n", self.name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
+        self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        jack.set_error_function(lambda message: None)  # libjack reports every failed probe on stderr
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jackd exited with {self.process.returncode}: {self.log()[-500:]}")
+            try:
+                jack.Client("rtd-probe", no_start_server=True, servername=self.name).close()
+                return
+            except jack.JackOpenError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"jackd did not start within {READY_TIMEOUT_S} s: {self.log()[-500:]}")
+
+    def log(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def client(self, name: str) -> jack.Client:
+        return jack.Client(name, no_start_server=True, servername=self.name)
+
+    def stop(self) -> None:
+        """Terminate the server (idempotent)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
+
+    def __enter__(self) -> JackServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Loop:
+    """Play `signal` (mono float32) into `target`'s first input port, record its first output port.
+
+    `play()` starts playback at the next cycle; `recording` holds `record_frames` frames from then on
+    (a ring when `repeat`, which plays the signal over and over). `xruns` counts the server's xruns.
+    """
+
+    def __init__(self, server: JackServer, signal: np.ndarray, record_frames: int, repeat: bool = False) -> None:
+        self.signal = np.asarray(signal, np.float32)
+        self.repeat = repeat
+        self.recording = np.zeros(record_frames, np.float32)
+        self.recorded = 0  # frames recorded since playback started
+        self.xruns = 0
+        self._start: int | None = None
+        self._armed = False
+        self._player = server.client("rtd-play")
+        self._recorder = server.client("rtd-rec")
+        self._out = self._player.outports.register("out")
+        self._in = self._recorder.inports.register("in")
+        self._player.set_process_callback(self._play)
+        self._recorder.set_process_callback(self._record)
+        self._player.set_xrun_callback(self._count_xrun)
+        self._player.activate()
+        self._recorder.activate()
+
+    def _count_xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
+
+    def _play(self, frames: int) -> None:
+        out = self._out.get_array()
+        now = self._player.last_frame_time
+        if self._armed and self._start is None:
+            self._start = now
+        if self._start is None:
+            out.fill(0.0)
+            return
+        pos = now - self._start
+        n = len(self.signal)
+        index = np.arange(pos, pos + frames)
+        out[:] = (
+            self.signal[index % n] if self.repeat else np.where(index < n, self.signal[np.minimum(index, n - 1)], 0)
+        )
+
+    def _record(self, frames: int) -> None:
+        if self._start is None:
+            return
+        pos = self._recorder.last_frame_time - self._start
+        size = len(self.recording)
+        if pos < 0 or (not self.repeat and pos >= size):
+            return
+        data = self._in.get_array()[: frames if self.repeat else min(frames, size - pos)]
+        idx = (pos + np.arange(len(data))) % size
+        self.recording[idx] = data
+        self.recorded = pos + len(data)
+
+    def connect(self, target: str = "PortAudio", timeout: float = 30.0) -> None:
+        """Wait until `target` has started (its ports are connected), then rewire it to this loop."""
+        client = self._player
+        deadline = time.monotonic() + timeout
+        while True:
+            ins = client.get_ports(f"{target}:", is_audio=True, is_input=True)
+            outs = client.get_ports(f"{target}:", is_audio=True, is_output=True)
+            if ins and outs and client.get_all_connections(outs[0]):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no running JACK client {target!r} after {timeout} s")
+            time.sleep(0.02)
+        for port in (*ins, *outs):
+            for other in client.get_all_connections(port):
+                client.disconnect(port, other) if port.is_output else client.disconnect(other, port)
+        client.connect(self._out, ins[0])
+        client.connect(outs[0], self._in)
+
+    def play(self) -> None:
+        self._armed = True
+
+    def wait_recorded(self, frames: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.recorded < frames:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"recorded {self.recorded} of {frames} frames in {timeout} s")
+            time.sleep(0.05)
+
+    def segment(self, start: int, length: int) -> np.ndarray:
+        """Frames [start, start + length) since playback started (they must still be in the ring)."""
+        if not self.recorded - len(self.recording) <= start <= start + length <= self.recorded:
+            raise ValueError(f"frames {start}..{start + length} are not in the recording")
+        return self.recording[np.arange(start, start + length) % len(self.recording)]
+
+    def close(self) -> None:
+        for client in (self._player, self._recorder):
+            client.deactivate()
+            client.close()
+
+
+def measure_delay(recorded: np.ndarray, reference: np.ndarray, max_lag: int) -> int:
+    """The lag (0..max_lag frames) at which `recorded` best matches `reference` (normalised cross-correlation)."""
+    n = len(reference)
+    size = 1 << (n + max_lag + n - 1).bit_length()
+    spectrum = np.fft.rfft(recorded[: n + max_lag], size) * np.conj(np.fft.rfft(reference, size))
+    corr = np.fft.irfft(spectrum, size)[: max_lag + 1]
+    energy = np.cumsum(np.concatenate([[0.0], recorded[: n + max_lag].astype(np.float64) ** 2]))
+    norm = np.sqrt(np.maximum(energy[n : n + max_lag + 1] - energy[: max_lag + 1], 1e-20))
+    return int(np.argmax(corr / norm))
+
+
+def snr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """How closely `estimate` matches `reference`, in dB (reference power over difference power)."""
+    error = np.sum((reference.astype(np.float64) - estimate) ** 2)
+    return float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / max(error, 1e-20)))

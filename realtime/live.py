@@ -1,0 +1,247 @@
+"""The real-time core of `denoise live`: an allocation-free audio callback and an engine worker thread.
+
+The callback only moves samples: device input (one channel or a downmix) into `in_ring`, `out_ring`
+into every output channel, both optionally into recording rings, then wakes the worker through a pipe.
+The worker resamples to the model rate, runs the engine on whole hops and resamples back.
+
+Constant latency. `out_ring` starts with `prefill` frames of silence: the fewest with which a worker
+that has processed everything up to the previous callback never leaves the callback short (see
+`min_prefill`), plus `headroom` blocks, each giving the worker one more period against scheduling
+jitter. The output therefore lags the input by exactly `prefill` frames plus the resamplers' and the
+engine's delays. An underrun (the callback found too few frames and played silence) makes the output
+late by that many frames and an overrun (input dropped because `in_ring` was full) early. The worker
+cancels both exactly: it drops late input or inserts silence in whole `grid` units (so the hop
+boundaries keep their place relative to the callbacks, which `min_prefill` relies on) and has the
+callback skip the remainder of late output. After any stall the latency is back to its designed value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import threading
+import time
+from array import array
+from typing import Any
+
+import numpy as np
+
+from realtime.engine import Denoiser
+from realtime.resample import Resampler
+from realtime.ring import RingBuffer
+
+RING_SECONDS = 2.0  # ring capacity: a stall this long is absorbed before input is dropped
+WAKE_TIMEOUT_S = 0.1  # the worker also checks for work and for `stop` this often
+
+
+class Chain:
+    """Worker-side signal path: device rate -> model rate -> engine in whole hops -> device rate."""
+
+    def __init__(self, engine: Denoiser, device_rate: int) -> None:
+        if engine.channels != 1 or engine.block_size != engine.hop:
+            raise ValueError("the live chain needs a mono engine with block_size == hop")
+        self.engine = engine
+        self.rate = device_rate
+        same = device_rate == engine.sample_rate
+        self.down = None if same else Resampler(device_rate, engine.sample_rate)
+        self.up = None if same else Resampler(engine.sample_rate, device_rate)
+        self._pending = np.zeros(0, np.float32)
+
+    @property
+    def resampling_delay(self) -> float:
+        """Seconds of delay added by the two resamplers."""
+        return self.down.delay + self.up.delay if self.down and self.up else 0.0
+
+    def output_count(self, inputs: int) -> int:
+        """Device frames out once `inputs` device frames went in (only whole hops reach the engine)."""
+        hop = self.engine.hop
+        at_model_rate = self.down.output_count(inputs) if self.down else inputs
+        done = at_model_rate // hop * hop
+        return self.up.output_count(done) if self.up else done
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """Denoise the next device-rate samples (1-D); returns the device-rate samples now ready."""
+        x16 = self.down.process(x) if self.down else x
+        data = np.concatenate([self._pending, x16])
+        hop = self.engine.hop
+        whole = len(data) // hop * hop
+        self._pending = data[whole:]
+        y16 = [self.engine.feed(data[i : i + hop]) for i in range(0, whole, hop)]
+        y = np.concatenate(y16) if y16 else np.zeros(0, np.float32)
+        return self.up.process(y) if self.up else y
+
+
+def phase_grid(chain: Chain) -> int:
+    """Fewest device frames that carry a whole number of hops: dropping or inserting multiples of this
+    keeps the hop boundaries (and the resamplers' phases) where they were relative to the callbacks."""
+    hop_frames = chain.engine.hop * chain.rate
+    return hop_frames // math.gcd(hop_frames, chain.engine.sample_rate)
+
+
+def min_prefill(chain: Chain, block: int) -> int:
+    """Fewest silent frames to start `out_ring` with, for callbacks of `block` frames and a worker that
+    has processed all input up to the previous callback: max over k of (k+1)*block - output(k*block)."""
+    return max((k + 1) * block - chain.output_count(k * block) for k in range(4096))
+
+
+def set_realtime(priority: int) -> bool:
+    """Give the calling thread SCHED_FIFO `priority` (0: leave it); False where that is not permitted."""
+    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError:
+        return False
+    return True
+
+
+class Bridge:
+    """The rings between the audio callback and the engine worker, with the xrun bookkeeping.
+
+    Each counter is written by one thread only: the callback (`callbacks`, `frames`, `odd_blocks`, `device_xruns`,
+    `underruns`/`underrun_frames`, `overruns`/`overrun_frames`, `skipped`, `record_dropped`) or the
+    worker (the rest), so they need no locks.
+    """
+
+    def __init__(
+        self,
+        chain: Chain,
+        block: int,
+        channel: int | None = None,
+        headroom: int = 0,
+        record: bool = False,
+    ) -> None:
+        self.chain = chain
+        self.block = block
+        self.channel = channel
+        self.prefill = min_prefill(chain, block) + headroom * block
+        self.grid = phase_grid(chain)
+        capacity = round(RING_SECONDS * chain.rate) + self.prefill
+        self.in_ring = RingBuffer(capacity)
+        self.out_ring = RingBuffer(capacity)
+        self.out_ring.write(np.zeros((self.prefill, 1), np.float32))
+        self.record_in = RingBuffer(capacity) if record else None
+        self.record_out = RingBuffer(capacity) if record else None
+        self._mix = np.zeros((capacity, 1), np.float32)  # callback scratch: the downmixed input
+        self._play = np.zeros((capacity, 1), np.float32)  # callback scratch: the output block
+        self._work = np.zeros((capacity, 1), np.float32)  # worker scratch
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self.callbacks = self.frames = self.device_xruns = self.record_dropped = 0
+        self.odd_blocks = 0  # callbacks of another size than `block` (the prefill assumes `block`)
+        self.underruns = self.underrun_frames = self.overruns = self.overrun_frames = 0
+        self.skipped = 0  # late output frames the callback discarded
+        self.lost_output = 0  # worker batches that did not fit into out_ring
+        self.dropped = self.inserted = 0  # late input frames dropped, silent frames inserted (worker)
+        self.skip_target = 0  # late output frames the callback is to discard in all
+        self.frames_processed = 0
+        self.compute_s = array("d")  # worker time per serviced batch
+        self.energy_in = self.energy_out = 0.0  # sums of squares of processed input and output
+        self.realtime = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    # -- audio thread ----------------------------------------------------------------------------------
+    def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+        """sounddevice callback: copies only, into preallocated memory."""
+        if status and (status.input_overflow or status.input_underflow or status.output_underflow):
+            self.device_xruns += 1
+        if self.channel is not None:
+            source = indata[:, self.channel : self.channel + 1]
+        else:
+            source = self._mix[:frames]
+            np.add.reduce(indata, axis=1, keepdims=True, out=source)  # (np.mean allocates a temporary)
+            source *= 1.0 / indata.shape[1]
+        stored = self.in_ring.write(source)
+        if stored < frames:
+            self.overruns += 1
+            self.overrun_frames += frames - stored
+        play = self._play[:frames]
+        owed = self.skip_target - self.skipped
+        if owed > 0:
+            self.skipped += self.out_ring.read_into(self._play[:owed])
+        got = self.out_ring.read_into(play)
+        if got < frames:
+            play[got:] = 0.0
+            self.underruns += 1
+            self.underrun_frames += frames - got
+        outdata[:] = play
+        if self.record_in is not None and self.record_out is not None:
+            kept = self.record_in.write(source) + self.record_out.write(play)
+            self.record_dropped += 2 * frames - kept
+        self.callbacks += 1
+        self.frames += frames
+        if frames != self.block:
+            self.odd_blocks += 1
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:  # the worker has a wake-up pending already
+            pass
+
+    # -- worker thread ---------------------------------------------------------------------------------
+    def start(self, priority: int = 0) -> None:
+        self._thread = threading.Thread(target=self._run, args=(priority,), name="denoise-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+        os.write(self._wake_w, b"\0")
+        if self._thread is not None:
+            self._thread.join()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self, priority: int) -> None:
+        self.realtime = set_realtime(priority)
+        while not self._stop:
+            if select.select([self._wake_r], [], [], WAKE_TIMEOUT_S)[0]:
+                os.read(self._wake_r, 4096)
+            self.service()
+
+    def service(self) -> None:
+        """Undo xruns, then denoise everything the callback has delivered."""
+        self._correct()
+        n = self.in_ring.read_into(self._work)
+        if n:
+            t0 = time.perf_counter()
+            x = self._work[:n, 0]
+            y = self.chain.process(x)
+            self._emit(y)
+            self.compute_s.append(time.perf_counter() - t0)
+            self.frames_processed += n
+            self.energy_in += float(np.dot(x, x))
+            self.energy_out += float(np.dot(y, y))
+
+    def _emit(self, y: np.ndarray) -> None:
+        """Queue output for the callback (the ring holds seconds; its level stays near `prefill`)."""
+        fitted = self.out_ring.write(y[:, None])
+        if fitted < len(y):
+            self.lost_output += 1
+
+    def _correct(self) -> None:
+        """Undo xruns: back onto the hop grid, then cancel lateness by dropping whole grid units of input
+        (a stall's backlog) and having the callback skip the rest of the late output."""
+        g, under, over = self.grid, self.underrun_frames, self.overrun_frames  # one snapshot of the callback's
+        silence = (over + self.dropped - self.inserted) % g
+        late = under - over - self.dropped + self.inserted + silence - self.skip_target
+        if late < 0:  # output early: delay it by whole grid units, skip the surplus
+            silence -= late // g * g
+            late %= g
+        if silence:
+            self._emit(self.chain.process(np.zeros(silence, np.float32)))
+            self.inserted += silence
+        drop = min(late, self.in_ring.available()) // g * g
+        if drop:
+            self.dropped += self.in_ring.read_into(self._work[:drop])
+        self.skip_target += late - drop
+
+    # -- measurements ----------------------------------------------------------------------------------
+    @property
+    def xruns(self) -> int:
+        return self.device_xruns + self.underruns + self.overruns + self.lost_output
+
+    def latency_frames(self) -> float:
+        """Device frames from a sample entering the callback to it leaving it (what a loopback measures)."""
+        engine = self.chain.engine
+        return self.prefill + (self.chain.resampling_delay + engine.latency / engine.sample_rate) * self.chain.rate

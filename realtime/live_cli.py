@@ -1,0 +1,99 @@
+"""`denoise devices` and `denoise live`: list audio devices; denoise a microphone in real time."""
+
+from __future__ import annotations
+
+import argparse
+
+from realtime.cli import EXIT_OK
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser(
+        "devices",
+        help="list audio input and output devices",
+        description="List the audio devices PortAudio sees (index, name, host API, channels, default rate). "
+        "A JACK server must be running before this starts for its ports to appear.",
+    )
+    d.set_defaults(run=run_devices)
+
+    p = sub.add_parser(
+        "live",
+        help="denoise a microphone in real time",
+        description="Denoise the input device into the output device through a duplex stream at the device's "
+        "rate. Keys (in a terminal): b toggles bypass, q quits; Ctrl-C stops cleanly. "
+        "Exit 0: stopped normally; 2: device, model or usage problem.",
+    )
+    p.add_argument("--input", metavar="DEV", help="input device: index or name substring (default: the default)")
+    p.add_argument("--output", metavar="DEV", help="output device: index or name substring (default: the default)")
+    p.add_argument("--channel", type=int, metavar="N", help="use input channel N (1-based; default: a downmix)")
+    p.add_argument("--sample-rate", type=int, metavar="HZ", help="device rate (default: the input device's own)")
+    p.add_argument(
+        "--block-size",
+        type=int,
+        metavar="FRAMES",
+        help="frames per audio callback at the device rate (default: the period under JACK, 128 otherwise)",
+    )
+    p.add_argument(
+        "--headroom",
+        type=int,
+        default=1,
+        metavar="BLOCKS",
+        help="extra blocks of output buffering; each gives the engine one more block period to finish (default 1)",
+    )
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=1,
+        help="SCHED_FIFO priority of the engine thread where permitted; 0: normal scheduling (default 1)",
+    )
+    p.add_argument("--model", help="ONNX model (default: the shipped model)")
+    p.add_argument("--atten-lim-db", type=float, help="remove at most this many dB of noise")
+    p.add_argument("--dry", type=float, default=0.0, help="share of the input mixed into the output (0..1)")
+    p.add_argument("--record", metavar="DIR", help="save the captured input and the played output as WAV files here")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--status", action="store_true", help="show the status line even when stderr is not a terminal")
+    p.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
+    p.set_defaults(run=run_live)
+
+
+def run_devices(args: argparse.Namespace) -> int:
+    from realtime.devices import format_devices, list_devices
+
+    print(format_devices(list_devices()))
+    return EXIT_OK
+
+
+def run_live(args: argparse.Namespace) -> int:
+    import sys
+
+    from realtime.audio_io import AudioError
+    from realtime.live_session import LiveOptions, run_live
+
+    if args.block_size is not None and args.block_size < 1:
+        raise AudioError(f"--block-size must be at least 1, got {args.block_size}")
+    if args.channel is not None and args.channel < 1:
+        raise AudioError(f"--channel counts from 1, got {args.channel}")
+    if args.duration is not None and args.duration <= 0:
+        raise AudioError(f"--duration must be positive, got {args.duration}")
+    if args.headroom < 0:
+        raise AudioError(f"--headroom must be >= 0, got {args.headroom}")
+    if args.sample_rate is not None and not 8000 <= args.sample_rate <= 384000:
+        raise AudioError(f"--sample-rate must be between 8000 and 384000 Hz, got {args.sample_rate}")
+    options = LiveOptions(
+        input=args.input,
+        output=args.output,
+        channel=None if args.channel is None else args.channel - 1,
+        sample_rate=args.sample_rate,
+        block_size=args.block_size,
+        headroom=args.headroom,
+        priority=args.priority,
+        model=args.model,
+        dry=args.dry,
+        atten_lim_db=args.atten_lim_db,
+        record=args.record,
+        duration=args.duration,
+        status=args.status or sys.stderr.isatty(),
+        json=args.json,
+    )
+    run_live(options)
+    return EXIT_OK

@@ -1,0 +1,230 @@
+"""One `denoise live` run: open the duplex stream, run it until told to stop, report what happened.
+
+The main thread only watches: it refreshes the status line, reads the keyboard, enforces `--duration`
+and notices a stream that died (device unplugged, audio server gone). Ctrl-C and SIGTERM stop cleanly:
+the recordings are closed and the summary is written either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from realtime.audio_io import AudioError
+from realtime.devices import Device, abandon_portaudio, portaudio, resolve_device
+from realtime.engine import Denoiser
+from realtime.keys import Keys
+from realtime.live import Bridge, Chain
+from realtime.live_record import Recorder
+from realtime.live_report import Meter, format_summary, summary
+from realtime.model_file import load_model_info, write_json_atomic
+
+REFRESH_S = 0.1  # status line period
+GIL_SWITCH_S = 2e-4  # the audio callback waits at most about this long for the worker to yield the GIL
+WARMUP_HOPS = 16  # onnxruntime's first runs are slow: run them before the stream starts
+DEFAULT_BLOCK = 128  # frames per callback outside JACK: 2.7 ms at 48 kHz
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    input: str | None = None
+    output: str | None = None
+    channel: int | None = None  # 0-based input channel; None: downmix all
+    sample_rate: int | None = None  # None: the input device's default rate
+    block_size: int | None = None  # None: the JACK period under JACK, else DEFAULT_BLOCK
+    headroom: int = 1  # extra blocks of output buffering: each gives the worker one more period
+    priority: int = 1
+    model: str | None = None
+    dry: float = 0.0
+    atten_lim_db: float | None = None
+    record: str | None = None
+    duration: float | None = None
+    status: bool = False
+    json: str | None = None
+
+
+def make_engine(opts: LiveOptions) -> Denoiser:
+    """A mono engine taking whole hops, warmed up."""
+    hop = load_model_info(opts.model).hop
+    engine = Denoiser(opts.model, block_size=hop, dry=opts.dry, atten_lim_db=opts.atten_lim_db)
+    for _ in range(WARMUP_HOPS):
+        engine.feed(np.zeros(hop, np.float32))
+    engine.reset()
+    return engine
+
+
+def block_sizes(opts: LiveOptions, source: Device, rate: int) -> tuple[int, int]:
+    """(frames per callback, PortAudio's blocksize). Under JACK PortAudio is left to pass the server's
+    periods through (blocksize 0): a fixed blocksize makes it buffer one more block of its own."""
+    if source.jack:
+        return opts.block_size or source.jack_period(rate), 0
+    block = opts.block_size or DEFAULT_BLOCK
+    return block, block
+
+
+def open_stream(bridge: Bridge, source: Device, sink: Device, in_channels: int, blocksize: int) -> Any:
+    sd = portaudio()
+    try:
+        return sd.Stream(
+            samplerate=bridge.chain.rate,
+            blocksize=blocksize,
+            device=(source.index, sink.index),
+            channels=(in_channels, sink.outputs),
+            dtype="float32",
+            latency="low",
+            callback=bridge.callback,
+        )
+    except (sd.PortAudioError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AudioError(
+            f"cannot open {source.label} -> {sink.label} at {bridge.chain.rate} Hz, "
+            f"{bridge.block}-frame blocks: {reason}"
+        ) from None
+
+
+def start_stream(stream: Any) -> None:
+    try:
+        stream.start()
+    except portaudio().PortAudioError as exc:
+        raise AudioError(f"cannot start the audio stream: {exc}") from None
+
+
+@contextmanager
+def handling(signals: tuple[signal.Signals, ...], handler: Any) -> Iterator[None]:
+    previous = [signal.signal(s, handler) for s in signals]
+    try:
+        yield
+    finally:
+        for s, old in zip(signals, previous):
+            signal.signal(s, old)
+
+
+def interrupt_on_sigterm() -> contextlib.AbstractContextManager[None]:
+    """SIGTERM stops like Ctrl-C does (a clean stop, recordings complete)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return handling((signal.SIGTERM,), interrupt)
+
+
+def signals_ignored() -> contextlib.AbstractContextManager[None]:
+    return handling((signal.SIGINT, signal.SIGTERM), signal.SIG_IGN)
+
+
+class StatusLine:
+    """Rewrites one terminal line; on a pipe (forced with --status) writes one line per refresh."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream, self.enabled = stream, enabled
+        self.tty = stream.isatty()
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(f"\r{text}\x1b[K" if self.tty else text + "\n")
+            self.stream.flush()
+
+    def end(self) -> None:
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+
+
+def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
+    """Denoise from the input device to the output device until the duration, `q`, Ctrl-C or SIGTERM."""
+    source, sink = resolve_device(opts.input, "input"), resolve_device(opts.output, "output")
+    if opts.channel is not None and not 0 <= opts.channel < source.inputs:
+        raise AudioError(f"--channel must be between 1 and {source.inputs} for {source.label}")
+    rate = opts.sample_rate or source.default_rate
+    engine = make_engine(opts)
+    chain = Chain(engine, rate)
+    block, blocksize = block_sizes(opts, source, rate)
+    bridge = Bridge(chain, block, opts.channel, opts.headroom, opts.record is not None)
+    in_channels = source.inputs if opts.channel is None else opts.channel + 1
+    stream = open_stream(bridge, source, sink, in_channels, blocksize)
+    recorder = Recorder(opts.record, rate, (bridge.record_in, bridge.record_out)) if opts.record else None
+    channel = "a downmix of all channels" if opts.channel is None else f"channel {opts.channel + 1}"
+    print(
+        f"denoising {channel} of {source.label} into {sink.label} at {rate} Hz, {block}-frame blocks",
+        file=log,
+    )
+    status = StatusLine(log, opts.status)
+    meter = Meter(bridge, stream.latency)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_S)
+    bridge.start(opts.priority)
+    lost = False
+    started = time.perf_counter()
+    try:
+        with Keys() as keys, interrupt_on_sigterm():
+            if keys.enabled:
+                print("keys: b = bypass on/off, q = quit", file=log)
+            start_stream(stream)
+            started = time.perf_counter()
+            lost = watch(stream, engine, keys, status, meter, lambda: time.perf_counter() - started, opts.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        elapsed = time.perf_counter() - started
+        with signals_ignored():  # a second Ctrl-C must not cut the recordings short
+            status.end()
+            if lost:
+                abandon_portaudio()
+            else:
+                stream.stop()
+                stream.close()
+            bridge.stop()
+            sys.setswitchinterval(switch)
+            if recorder:
+                recorder.close()
+    recorded = [str(p) for p in recorder.paths] if recorder else []
+    report = summary(
+        bridge,
+        meter,
+        elapsed,
+        {
+            "input_device": source.label,
+            "output_device": sink.label,
+            "input": channel,
+            "recorded": recorded,
+        },
+    )
+    if opts.json:
+        write_json_atomic(Path(opts.json), report)
+    print(format_summary(report), file=log)
+    if lost:
+        raise AudioError(
+            f"the audio stream stopped after {elapsed:.1f} s: the device was disconnected or its "
+            "audio server quit" + ("; recordings were saved" if recorded else "")
+        )
+    return report
+
+
+def watch(
+    stream: Any,
+    engine: Denoiser,
+    keys: Keys,
+    status: StatusLine,
+    meter: Meter,
+    elapsed: Callable[[], float],
+    duration: float | None,
+) -> bool:
+    """The main thread's loop while the stream runs; True when the stream died under us."""
+    while duration is None or elapsed() < duration:
+        key = keys.poll(REFRESH_S if duration is None else max(0.0, min(REFRESH_S, duration - elapsed())))
+        if key in ("b", "B", " "):
+            engine.bypass = not engine.bypass
+        elif key in ("q", "Q"):
+            break
+        if not stream.active:
+            return True
+        status.show(meter.line(engine.bypass))
+    return False

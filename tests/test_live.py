@@ -1,0 +1,296 @@
+"""`denoise live` and `denoise devices`: the real-time core on its own, then end to end through a real JACK server.
+
+The JACK tests start `jackd -d dummy` (Debian's jackd2) under a unique name and run `denoise live` as a
+subprocess, as a user would; a player and a recorder client (PyPI JACK-Client) stand in for the microphone
+and the loudspeaker. The dummy backend runs in real time, so these tests take wall-clock time.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import assert_clean_failure, run_cli
+
+from benchmarks.jack_loop import JackServer, Loop, measure_delay, snr_db
+from realtime.audio_io import read_audio, resample
+from realtime.engine import Denoiser
+from realtime.files import Settings, SignalProcessor
+from realtime.live import Bridge, Chain, min_prefill
+from realtime.resample import Resampler
+
+RATE, PERIOD = 48000, 256
+
+
+# -- the resampler -------------------------------------------------------------------------------------------
+def test_resampler_delay_is_exact_whatever_the_chunking() -> None:
+    down, up = Resampler(RATE, 16000), Resampler(16000, RATE)
+    x = np.zeros(4800, np.float32)
+    x[1000] = 1.0
+    rng = np.random.default_rng(0)
+    cuts = np.cumsum(rng.integers(1, 200, 100))
+    y = np.concatenate([up.process(down.process(c)) for c in np.split(x, cuts[cuts < len(x)])])
+    assert len(y) == len(x)
+    assert np.argmax(y) == 1000 + round((down.delay + up.delay) * RATE)
+    once = Resampler(RATE, 16000).process(x)
+    again = Resampler(RATE, 16000)
+    assert np.array_equal(once, np.concatenate([again.process(x[:777]), again.process(x[777:])]))
+
+
+@pytest.mark.parametrize("rate", [48000, 44100])
+def test_resampler_passes_speech_band_and_rejects_aliases(rate: int) -> None:
+    t = np.arange(rate) / rate
+
+    def gain_db(freq: float) -> float:
+        y = Resampler(rate, 16000).process(np.sin(2 * np.pi * freq * t).astype(np.float32))[200:]
+        return 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / 0.5)
+
+    assert abs(gain_db(1000)) < 0.1
+    assert gain_db(12000) < -55  # would fold to 4 kHz
+
+
+# -- the bridge between the callback and the worker, driven by hand -------------------------------------------
+def bypass_bridge(block: int, headroom: int = 0) -> Bridge:
+    """A bridge whose engine passes its (delayed) input through, so that an impulse shows the delay."""
+    engine = Denoiser(block_size=32)
+    engine.bypass = True
+    return Bridge(Chain(engine, RATE), block, 0, headroom)
+
+
+def run_blocks(bridge: Bridge, x: np.ndarray, serve: np.ndarray | None = None) -> np.ndarray:
+    """Callbacks of `bridge.block` frames over `x`, each followed by a worker pass where `serve` says so."""
+    b = bridge.block
+    out = np.zeros((len(x) // b * b, 2), np.float32)
+    for k in range(len(x) // b):
+        bridge.callback(x[k * b : (k + 1) * b, None], out[k * b : (k + 1) * b], b, None, None)
+        if serve is None or serve[k]:
+            bridge.service()
+    return out[:, 0]
+
+
+def impulse(n: int, at: int) -> np.ndarray:
+    x = np.zeros(n, np.float32)
+    x[at] = 0.5
+    return x
+
+
+@pytest.mark.parametrize("block", [32, 64, 100, 256])
+def test_worker_one_block_behind_never_underruns_and_delay_is_as_reported(block: int) -> None:
+    bridge = bypass_bridge(block)
+    y = run_blocks(bridge, impulse(RATE, 30000))
+    assert bridge.xruns == 0
+    assert np.argmax(np.abs(y)) - 30000 == bridge.latency_frames()
+
+
+def test_prefill_is_the_smallest_that_holds() -> None:
+    bridge = bypass_bridge(64)
+    assert bridge.prefill == min_prefill(bridge.chain, 64)
+    bridge.out_ring.read_into(np.zeros((1, 1), np.float32))  # one frame less than the prefill
+    run_blocks(bridge, np.zeros(RATE // 10, np.float32))
+    assert bridge.underruns > 0
+
+
+@pytest.mark.parametrize("stall_blocks", [3, 40, 500])  # 500 blocks of 256 overflow the 2 s input ring
+def test_latency_returns_exactly_after_a_stalled_worker(stall_blocks: int) -> None:
+    block = 256
+    bridge = bypass_bridge(block, headroom=1)
+    n = (60 + stall_blocks + 200) * block
+    serve = np.ones(n // block, bool)
+    serve[50 : 50 + stall_blocks] = False
+    at = n - 100 * block
+    y = run_blocks(bridge, impulse(n, at), serve)
+    assert bridge.underruns > 0
+    assert (bridge.overruns > 0) == (stall_blocks * block > bridge.in_ring.capacity)
+    assert np.argmax(np.abs(y)) - at == bridge.latency_frames()
+
+
+def test_audio_callback_allocates_no_audio_buffers() -> None:
+    block = 1024
+    bridge = Bridge(Chain(Denoiser(block_size=32), RATE), block, None, 1, record=True)
+    indata = np.random.default_rng(0).standard_normal((block, 2)).astype(np.float32)
+    outdata = np.zeros((block, 2), np.float32)
+    tracemalloc.start()
+    try:
+        for _ in range(20):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            bridge.callback(indata, outdata, block, None, None)
+            assert tracemalloc.get_traced_memory()[1] - before < block * 4  # less than one mono block
+            bridge.service()
+    finally:
+        tracemalloc.stop()
+    assert bridge.xruns == 0
+
+
+def test_live_rejects_a_bad_block_size_cleanly() -> None:
+    assert "--block-size" in assert_clean_failure(run_cli("live", "--block-size", "0"))
+
+
+# -- through a real JACK server ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def jack_server() -> JackServer:
+    with JackServer(RATE, PERIOD) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def noisy48(example_noisy: Path) -> np.ndarray:
+    audio, _ = read_audio(example_noisy, mono=True)
+    return resample(audio, 16000, RATE)
+
+
+@pytest.fixture(scope="module")
+def file_engine_output(noisy48: np.ndarray) -> np.ndarray:
+    """What `denoise file` makes of the same signal (delay removed)."""
+    return SignalProcessor(RATE, 1, RATE, Settings()).push(noisy48[:, None], last=True)[:, 0]
+
+
+def start_live(server: JackServer, *args: str | Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "realtime.cli", "live", "--input", "system", "--output", "system", "--channel", "1"]
+    return subprocess.Popen(
+        [*cmd, *map(str, args)], env=server.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    assert "Traceback" not in err, err
+    return proc.returncode, err
+
+
+def test_devices_lists_the_jack_device(jack_server: JackServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    result = run_cli("devices")
+    assert result.code == 0, result.stderr
+    assert "system" in result.stdout and "JACK" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--input", "no-such-device"), "no-such-device"),
+        (("--output", "42"), "42"),
+        (("--sample-rate", "44100"), "cannot open"),  # the JACK server runs at 48 kHz
+        (("--channel", "3"), "--channel"),  # the JACK device has 2 inputs
+    ],
+)
+def test_live_device_problems_fail_cleanly(
+    jack_server: JackServer, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], expected: str
+) -> None:
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
+    stderr = assert_clean_failure(run_cli("live", "--duration", "1", *args))
+    assert expected in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_live_output_matches_the_file_engine_at_the_reported_latency(
+    jack_server: JackServer, noisy48: np.ndarray, file_engine_output: np.ndarray, tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "live.json"
+    proc = start_live(jack_server, "--duration", len(noisy48) / RATE + 2, "--json", summary_path, "--record", tmp_path)
+    loop = Loop(jack_server, noisy48, len(noisy48) + RATE // 5)
+    try:
+        loop.connect()
+        loop.play()
+        loop.wait_recorded(len(loop.recording))
+    finally:
+        loop.close()
+    code, err = finish(proc)
+    assert code == 0, err
+    summary = json.loads(summary_path.read_text())
+    assert summary["xruns"]["total"] == 0, summary["xruns"]
+    assert summary["block_size"] == PERIOD
+
+    ref = file_engine_output
+    delay = measure_delay(loop.recording, ref, RATE // 5)
+    assert abs(delay - summary["latency_frames"]) <= PERIOD, (delay, summary["latency_frames"])
+    # The model frames its input in hops, so its output changes a little with where the hops fall: the live
+    # output must match the file engine's as closely as the file engine matches itself on shifted input.
+    shift = 7
+    shifted = SignalProcessor(RATE, 1, RATE, Settings()).push(
+        np.concatenate([np.zeros(shift, np.float32), noisy48])[:, None], last=True
+    )[shift:, 0]
+    assert snr_db(ref, loop.recording[delay : delay + len(ref)]) > snr_db(ref, shifted) - 3
+
+    recorded_in, recorded_out = (sf.read(p, dtype="float32")[0] for p in summary["recorded"])
+    assert len(recorded_in) == len(recorded_out) == summary["blocks"] * PERIOD
+    start = measure_delay(recorded_in, noisy48, len(recorded_in) - len(noisy48))
+    assert np.array_equal(recorded_in[start : start + len(noisy48)], noisy48)  # what the device captured
+    played = recorded_out[start + delay : start + delay + len(ref)]
+    assert np.array_equal(played, loop.recording[delay : delay + len(ref)])  # what it played, sample for sample
+
+
+def test_ctrl_c_stops_cleanly_with_complete_recordings(
+    jack_server: JackServer, noisy48: np.ndarray, tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "live.json"
+    proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path / "rec")
+    loop = Loop(jack_server, noisy48, RATE)
+    try:
+        loop.connect()
+        loop.play()
+        loop.wait_recorded(RATE)
+    finally:
+        loop.close()
+    proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 0, err
+    summary = json.loads(summary_path.read_text())
+    assert summary["duration_s"] > 1
+    for path in summary["recorded"]:
+        info = sf.info(path)
+        assert info.samplerate == RATE and info.frames == summary["blocks"] * PERIOD
+    assert not list((tmp_path / "rec").glob("*.part"))
+
+
+def test_latency_is_back_to_normal_after_a_cpu_hog(
+    jack_server: JackServer, noisy48: np.ndarray, tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "live.json"
+    signal_ = noisy48[: len(noisy48) // 2]  # 2.5 s, played over and over
+    n, repeats = len(signal_), 7
+    proc = start_live(jack_server, "--duration", repeats * n / RATE + 1, "--json", summary_path)
+    loop = Loop(jack_server, signal_, 3 * n, repeat=True)
+    hog = "import time\nend = time.time() + 10\nwhile time.time() < end: pass"
+    hogs: list[subprocess.Popen] = []
+    delays = []
+    try:
+        loop.connect()
+        loop.play()
+        for k in range(repeats):  # a busy loop on each core for 10 s spans repeats 1..4
+            loop.wait_recorded((k + 1) * n + RATE // 10)
+            if k == 0:
+                hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2)]
+            delays.append(measure_delay(loop.segment(k * n, n + RATE // 10), signal_, RATE // 10))
+    finally:
+        loop.close()
+        for h in hogs:
+            h.wait()
+    code, err = finish(proc)
+    assert code == 0, err
+    summary = json.loads(summary_path.read_text())
+    print("xruns:", summary["xruns"], "delays:", delays)
+    reported = summary["latency_frames"]
+    assert abs(delays[0] - reported) <= PERIOD
+    assert all(abs(d - reported) <= PERIOD for d in delays[5:]), (delays, reported)
+
+
+def test_a_vanishing_audio_server_ends_live_with_a_clear_message(tmp_path: Path) -> None:
+    summary_path = tmp_path / "live.json"
+    with JackServer(RATE, PERIOD) as server:
+        proc = start_live(server, "--duration", 60, "--json", summary_path)
+        loop = Loop(server, np.zeros(RATE, np.float32), RATE)
+        loop.connect()
+        loop.close()
+        time.sleep(0.5)
+    code, err = finish(proc, timeout=20)
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("denoise: the audio stream stopped")
+    assert json.loads(summary_path.read_text())["duration_s"] < 30
