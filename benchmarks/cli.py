@@ -11,13 +11,16 @@ from pathlib import Path
 from realtime.cli import EXIT_OK
 
 # Modules with register(bench_subparsers), one `denoise bench NAME` each.
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = ("benchmarks.quality", "benchmarks.speed")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     if BENCH_MODULES:
-        bench = sub.add_parser("bench", help="benchmarks: " + ", ".join(m.rsplit(".", 1)[1] for m in BENCH_MODULES),
-                               description="Measure quality, speed and latency; reports go to benchmarks/results/.")
+        bench = sub.add_parser(
+            "bench",
+            help="benchmarks: " + ", ".join(m.rsplit(".", 1)[1] for m in BENCH_MODULES),
+            description="Measure quality, speed and latency; reports go to benchmarks/results/.",
+        )
         bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
         for name in BENCH_MODULES:
             importlib.import_module(name).register(bench_sub)

@@ -1,0 +1,72 @@
+"""Our model: streaming through the torch-free ONNX engine, and offline through torch from the checkpoint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from benchmarks.macs import onnx_macs
+from benchmarks.peers.base import BLOCK, System
+from realtime.model_file import load_model_info
+
+if TYPE_CHECKING:
+    from realtime.engine import Denoiser
+
+
+class OursStreaming(System):
+    """The shipped engine (`realtime.engine.Denoiser`), one thread, fed like a live stream."""
+
+    key, label = "ours_stream", "ours, streaming (ONNX engine)"
+    streaming = True
+
+    def load(self) -> None:
+        self.engines: dict[int, Denoiser] = {}
+        self.stream(BLOCK)
+
+    def stream(self, block: int) -> Denoiser:
+        """The engine set up for `block` (its buffering latency depends on the block size), reset."""
+        from realtime.engine import Denoiser
+
+        if block not in self.engines:
+            self.engines[block] = Denoiser(self.options.model, block_size=block, threads=1)
+        engine = self.engines[block]
+        engine.reset()
+        return engine
+
+    def macs_per_second(self) -> float | None:
+        info = load_model_info(self.options.model)
+        dims = {name: [1, *shape[1:]] for name, shape in info.state_shapes.items()}
+        return onnx_macs(info.path, {"chunk": [1, info.hop], **dims}) * info.sample_rate / info.hop
+
+
+class OursTorch(System):
+    """The checkpoint run offline by torch (`ConvTasNet.forward` on the whole signal), one thread."""
+
+    key, label = "ours_torch", "ours, offline (torch)"
+    package = "torch"
+
+    def missing(self) -> str | None:
+        if reason := super().missing():
+            return reason
+        if self.options.checkpoint is None or not self.options.checkpoint.is_file():
+            return f"checkpoint {self.options.checkpoint} not found (--checkpoint FILE)"
+        return None
+
+    def load(self) -> None:
+        import torch
+
+        from model.config import TasNetConfig
+        from model.conv_tasnet import ConvTasNet
+
+        torch.set_num_threads(1)
+        saved = torch.load(self.options.checkpoint, map_location="cpu", weights_only=True)
+        self.net = ConvTasNet(TasNetConfig.from_dict(saved["model_config"]))
+        self.net.load_state_dict(saved["model"])
+        self.net.eval()
+
+    def process(self, noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            return self.net(torch.from_numpy(np.ascontiguousarray(noisy))).numpy()

@@ -1,0 +1,244 @@
+"""`denoise bench speed`: single-thread streaming speed of our engine and the streaming peers, per block size.
+
+Each system runs in a fresh process (so its peak memory is its own), one thread, fed the same audio block by
+block as a live stream would be; each `feed` is timed. Also: our model's parameters and MACs per second of
+audio, and training throughput when torch is installed. The headline is issue 4's check: our engine against
+RNNoise (pyrnnoise, its resampling included) at 160-sample blocks, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.peers import SYSTEMS, Options, System, select, triage
+from benchmarks.peers.base import RATE
+from benchmarks.quality import RESULTS, add_system_options, options_from
+from realtime.cli import EXIT_OK
+from realtime.model_file import default_model_path, load_model_info
+
+BLOCKS = (16, 32, 64, 128, 160, 256, 512, 1024)
+WARMUP_SECONDS = 1.0
+HEADLINE_BLOCK, OURS, BASELINE = 160, "ours_stream", "rnnoise"
+STREAMING_KEYS = tuple(s.key for s in SYSTEMS if s.streaming)
+INPUT = default_model_path().parent / "example_noisy.flac"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "speed",
+        help="streaming speed (RTF, compute per block) of ours and the streaming peers",
+        description="Single-thread real-time factor and compute time per block (p50/p99/max) for each block "
+        "size, peak memory per system, our model's parameters and MACs/s, training throughput (with torch); "
+        "writes speed.md, speed.json and a plot.",
+    )
+    p.add_argument("--input", type=Path, default=INPUT, help="audio to stream (default: the shipped example)")
+    p.add_argument("--seconds", type=float, default=10.0, help="loop the input to this length (default 10)")
+    p.add_argument("--blocks", type=int, nargs="+", default=list(BLOCKS), help="block sizes in samples at 16 kHz")
+    p.add_argument("--train-steps", type=int, default=5, help="timed training steps (0: skip; needs torch)")
+    add_system_options(p, STREAMING_KEYS)
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"report folder (default {RESULTS})")
+    p.set_defaults(run=run)
+
+
+def time_stream(system: System, audio: np.ndarray, block: int) -> dict[str, float]:
+    """Feed `audio` block by block to a fresh stream (after a warm-up); wall time per feed and RTFs."""
+    warm = system.stream(block)
+    for i in range(0, int(WARMUP_SECONDS * RATE) - block + 1, block):
+        warm.feed(audio[i : i + block])
+    stream = system.stream(block)
+    times = []
+    cpu = time.process_time()
+    for i in range(0, len(audio) - block + 1, block):
+        start = time.perf_counter()
+        stream.feed(audio[i : i + block])
+        times.append(time.perf_counter() - start)
+    cpu = time.process_time() - cpu
+    ms = np.array(times) * 1000
+    audio_seconds = len(times) * block / RATE
+    return {
+        "block": block,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "rtf": float(ms.sum() / 1000 / audio_seconds),
+        "rtf_cpu": cpu / audio_seconds,
+    }
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory (Linux; NaN elsewhere). VmHWM, not ru_maxrss: that keeps the parent's."""
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.is_file() else []
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), math.nan)
+
+
+def measure(key: str, options: Options, audio: np.ndarray, blocks: list[int]) -> dict:
+    """In a fresh process: load one system, time it at each block size, report its peak memory."""
+    base = _peak_mib()
+    (system,) = select([key], options)
+    system.load()
+    rows = [time_stream(system, audio, block) for block in blocks]
+    return {"label": system.label, "blocks": rows, "peak_rss_mib": _peak_mib(), "own_rss_mib": _peak_mib() - base}
+
+
+def training_throughput(config: dict, steps: int) -> dict | None:
+    """Training speed (x real time) of a model of this shape (`TasNetConfig` fields), or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from benchmarks.training_speed import steps_per_second
+    from model.config import TasNetConfig
+
+    batch, seconds = 8, 2.0
+    rate = steps_per_second(TasNetConfig.from_dict(config), batch, seconds, steps)
+    return {
+        "x_realtime": rate * batch * seconds,
+        "steps_per_hour": rate * 3600,
+        "batch": batch,
+        "seconds": seconds,
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _macs(system: System) -> float | None:
+    try:
+        return system.macs_per_second()
+    except ImportError:  # counting needs the onnx package
+        return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from benchmarks.report import header, shown
+    from realtime.audio_io import AudioError, read_audio
+
+    if args.seconds <= WARMUP_SECONDS or min(args.blocks) < 1 or args.train_steps < 0:
+        raise AudioError(f"--seconds must exceed {WARMUP_SECONDS:g}, --blocks be >= 1, --train-steps >= 0")
+    options = options_from(args)
+    systems, skipped = triage(select(args.systems or list(STREAMING_KEYS), options, streaming_only=True))
+    if not systems:
+        raise AudioError("no system can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    head = header(
+        "1 per system (onnxruntime intra-op 1, one process at a time); training: torch default", options.model
+    )
+    source, _ = read_audio(args.input, RATE, mono=True)
+    audio = np.resize(source, int(args.seconds * RATE))
+    info = load_model_info(options.model)
+    training = training_throughput(info.document["model_config"], args.train_steps) if args.train_steps else None
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the measuring processes
+    results = {}
+    for system in systems:
+        print(f"timing {system.label} ...", flush=True)
+        with ProcessPoolExecutor(1, get_context("spawn")) as pool:
+            results[system.key] = pool.submit(measure, system.key, options, audio, args.blocks).result()
+        results[system.key]["macs_per_second"] = _macs(system)
+    document = {
+        "header": head,
+        "input": {"path": shown(args.input), "seconds": args.seconds, "warmup_seconds": WARMUP_SECONDS},
+        "model": {
+            "parameters": info.document.get("parameters"),
+            "macs_per_second": results.get(OURS, {}).get("macs_per_second"),
+            "latency_ms": 1000 * info.delay / info.sample_rate,
+            "training": training,
+        },
+        "systems": results,
+        "skipped": skipped,
+    }
+    write_reports(document, args.out)
+    return EXIT_OK
+
+
+def headline(systems: dict) -> str:
+    """Issue 4's comparison, from this run's table: ours vs RNNoise at 160-sample blocks."""
+    rtf = {
+        k: next(((r["rtf"], r["rtf_cpu"]) for r in systems[k]["blocks"] if r["block"] == HEADLINE_BLOCK), None)
+        for k in (OURS, BASELINE)
+        if k in systems
+    }
+    if len(rtf) < 2 or None in rtf.values():
+        return f"Ours vs RNNoise at {HEADLINE_BLOCK}-sample blocks: not measured in this run (both must run at it)."
+    (ours, ours_cpu), (base, base_cpu) = rtf[OURS], rtf[BASELINE]
+    verdict = f"{base / ours:.2f}x faster" if ours < base else f"{ours / base:.2f}x slower"
+    return (
+        f"**{HEADLINE_BLOCK}-sample blocks (10 ms), one thread, same run: our engine RTF {ours:.4f} (CPU time "
+        f"{ours_cpu:.4f}), RNNoise (pyrnnoise, its 16<->48 kHz resampling included) RTF {base:.4f} (CPU time "
+        f"{base_cpu:.4f}): ours is {verdict}.**"
+    )
+
+
+def write_reports(document: dict, out: Path) -> None:
+    """speed.json, speed.md and the RTF-vs-block plot under `out`, each written atomically."""
+    from benchmarks.plots import speed_vs_block
+    from benchmarks.report import header_markdown
+    from realtime.audio_io import atomic_output
+    from realtime.model_file import write_json_atomic
+
+    systems, model = document["systems"], document["model"]
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    speed_vs_block(systems, out / "plots" / "speed_rtf_vs_block.png")
+    write_json_atomic(out / "speed.json", document)
+    blocks = [row["block"] for row in next(iter(systems.values()))["blocks"]]
+    train = model["training"]
+    macs = f"{model['macs_per_second'] / 1e6:.0f} M" if model["macs_per_second"] else "n/a (needs onnx)"
+    lines = header_markdown("Speed: streaming compute per block, one thread", document["header"])
+    lines += [
+        f"Input: `{document['input']['path']}` looped to {document['input']['seconds']:g} s, fed block by block to "
+        f"a fresh stream after a {document['input']['warmup_seconds']:g} s warm-up; each `feed` timed (wall "
+        "clock, so it includes any resampling and Python around the model). RTF = time / audio time.",
+        "",
+        headline(systems),
+        "",
+        "## Our model",
+        "",
+        "| parameters | MACs per second of audio | algorithmic latency | training throughput |",
+        "|---|---|---|---|",
+        f"| {model['parameters']:,} | {macs} | {model['latency_ms']:g} ms | "
+        + (
+            f"{train['x_realtime']:.1f}x real time ({train['steps_per_hour']:,.0f} steps/h of {train['batch']} x "
+            f"{train['seconds']:g} s, {train['threads']} threads) |"
+            if train
+            else "n/a (needs torch) |"
+        ),
+        "",
+        "## Real-time factor per block size (wall time / audio time)",
+        "",
+        "| system | " + " | ".join(str(b) for b in blocks) + " | peak memory, MiB (own) | M MACs/s |",
+        "|---|" + "---|" * (len(blocks) + 2),
+    ]
+    for entry in systems.values():
+        cells = " | ".join(f"{r['rtf']:.4f}" for r in entry["blocks"])
+        own = f"{entry['peak_rss_mib']:.0f} ({entry['own_rss_mib']:.0f})"
+        mac = f"{entry['macs_per_second'] / 1e6:.0f}" if entry["macs_per_second"] else "n/a"
+        lines.append(f"| {entry['label']} | {cells} | {own} | {mac} |")
+    lines += [
+        "",
+        "## Compute time per block, ms: p50 / p99 / max",
+        "",
+        "| system | " + " | ".join(str(b) for b in blocks) + " |",
+        "|---|" + "---|" * len(blocks),
+    ]
+    for entry in systems.values():
+        cells = " | ".join(f"{r['p50_ms']:.3f} / {r['p99_ms']:.3f} / {r['max_ms']:.2f}" for r in entry["blocks"])
+        lines.append(f"| {entry['label']} | {cells} |")
+    lines += [
+        "",
+        "Peak memory: the measuring process's peak RSS; own: above the same process before loading the "
+        "system. MACs: matrix ops of the ONNX graph (n/a: not an ONNX graph here).",
+        "",
+        "## Skipped",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in document["skipped"].items()] or ["- none"]
+    lines += ["", "![RTF vs block size](plots/speed_rtf_vs_block.png)"]
+    with atomic_output(out / "speed.md") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
