@@ -11,7 +11,7 @@ from pathlib import Path
 from realtime.cli import EXIT_OK
 
 # Modules with register(bench_subparsers), one `denoise bench NAME` each.
-BENCH_MODULES: tuple[str, ...] = ("benchmarks.quality", "benchmarks.speed")
+BENCH_MODULES: tuple[str, ...] = ("benchmarks.quality", "benchmarks.speed", "benchmarks.latency")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,9 +9,12 @@ JACK frame time from the start of playback, so the recording's delay is exactly 
 
 from __future__ import annotations
 
+import gc
 import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -21,6 +24,8 @@ import jack
 import numpy as np
 
 READY_TIMEOUT_S = 10.0
+LATE_CLIENT = re.compile(r"JackEngine::XRun: client = (.+) was not finished")
+GIL_SWITCH_S = 2e-4  # while a Loop runs, its JACK callbacks must not wait long for this process's GIL
 
 
 class JackServer:
@@ -54,6 +59,19 @@ class JackServer:
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")
 
+    def xrun_culprits(self) -> list[str]:
+        """One name per xrun so far: the first client (in graph order) that had not finished its cycle in
+        time, or "driver" when the server's own timer woke up late."""
+        culprits, in_event = [], False
+        for line in self.log().splitlines():
+            late = LATE_CLIENT.search(line)
+            if late and not in_event:
+                culprits.append(late.group(1))
+            elif "JackTimedDriver::Process XRun" in line:
+                culprits.append("driver")
+            in_event = bool(late)
+        return culprits
+
     def client(self, name: str) -> jack.Client:
         return jack.Client(name, no_start_server=True, servername=self.name)
 
@@ -84,20 +102,29 @@ class Loop:
     """
 
     def __init__(self, server: JackServer, signal: np.ndarray, record_frames: int, repeat: bool = False) -> None:
+        self._player = server.client("rtd-play")
+        self._recorder = server.client("rtd-rec")
+        period = self._player.blocksize
         self.signal = np.asarray(signal, np.float32)
         self.repeat = repeat
-        self.recording = np.zeros(record_frames, np.float32)
+        # The callbacks copy one slice each (little work on JACK's real-time threads): the signal is padded
+        # so that no period wraps around, and the recording holds whole periods.
+        tail = self.signal[:period] if repeat else np.zeros(period, np.float32)
+        self._padded = np.concatenate([self.signal, np.resize(tail, period)])
+        self.recording = np.zeros(-(-record_frames // period) * period, np.float32)
         self.recorded = 0  # frames recorded since playback started
         self.xruns = 0
         self._start: int | None = None
         self._armed = False
-        self._player = server.client("rtd-play")
-        self._recorder = server.client("rtd-rec")
         self._out = self._player.outports.register("out")
         self._in = self._recorder.inports.register("in")
         self._player.set_process_callback(self._play)
         self._recorder.set_process_callback(self._record)
         self._player.set_xrun_callback(self._count_xrun)
+        self._switch = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_S)
+        gc.collect()
+        gc.freeze()  # a full collection would stall the real-time callbacks for many milliseconds
         self._player.activate()
         self._recorder.activate()
 
@@ -106,30 +133,25 @@ class Loop:
 
     def _play(self, frames: int) -> None:
         out = self._out.get_array()
-        now = self._player.last_frame_time
         if self._armed and self._start is None:
-            self._start = now
-        if self._start is None:
+            self._start = self._player.last_frame_time
+        pos = -1 if self._start is None else self._player.last_frame_time - self._start
+        if self.repeat:
+            pos %= len(self.signal)
+        if 0 <= pos < len(self.signal):
+            out[:] = self._padded[pos : pos + frames]
+        else:
             out.fill(0.0)
-            return
-        pos = now - self._start
-        n = len(self.signal)
-        index = np.arange(pos, pos + frames)
-        out[:] = (
-            self.signal[index % n] if self.repeat else np.where(index < n, self.signal[np.minimum(index, n - 1)], 0)
-        )
 
     def _record(self, frames: int) -> None:
         if self._start is None:
             return
         pos = self._recorder.last_frame_time - self._start
-        size = len(self.recording)
-        if pos < 0 or (not self.repeat and pos >= size):
+        if pos < 0 or (not self.repeat and pos >= len(self.recording)):
             return
-        data = self._in.get_array()[: frames if self.repeat else min(frames, size - pos)]
-        idx = (pos + np.arange(len(data))) % size
-        self.recording[idx] = data
-        self.recorded = pos + len(data)
+        at = pos % len(self.recording)
+        self.recording[at : at + frames] = self._in.get_array()
+        self.recorded = pos + frames
 
     def connect(self, target: str = "PortAudio", timeout: float = 30.0) -> None:
         """Wait until `target` has started (its ports are connected), then rewire it to this loop."""
@@ -169,6 +191,8 @@ class Loop:
         for client in (self._player, self._recorder):
             client.deactivate()
             client.close()
+        sys.setswitchinterval(self._switch)
+        gc.unfreeze()
 
 
 def measure_delay(recorded: np.ndarray, reference: np.ndarray, max_lag: int) -> int:

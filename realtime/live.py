@@ -23,6 +23,8 @@ import select
 import threading
 import time
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -86,7 +88,10 @@ def min_prefill(chain: Chain, block: int) -> int:
 
 
 def set_realtime(priority: int) -> bool:
-    """Give the calling thread SCHED_FIFO `priority` (0: leave it); False where that is not permitted."""
+    """Give the calling thread SCHED_FIFO `priority` (0: leave it); False where that is not permitted.
+
+    Every thread of a live run that takes the GIL needs it, not only the engine: a thread that the
+    normal scheduler preempts while holding the GIL stalls the audio callback until it runs again."""
     if priority <= 0 or not hasattr(os, "sched_setscheduler"):
         return False
     try:
@@ -94,6 +99,18 @@ def set_realtime(priority: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@contextmanager
+def realtime_thread(priority: int) -> Iterator[bool]:
+    """`set_realtime` for the calling thread while inside, then its old scheduling back."""
+    if not set_realtime(priority):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 class Bridge:

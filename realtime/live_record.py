@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from realtime.audio_io import AudioError, atomic_output
+from realtime.live import set_realtime
 from realtime.ring import RingBuffer
 
 DRAIN_S = 0.05  # how often the thread moves frames from the rings to the files
@@ -24,7 +25,7 @@ DRAIN_S = 0.05  # how often the thread moves frames from the rings to the files
 class Recorder:
     """Two mono WAV files, `<stem>-input.wav` and `<stem>-output.wav`, fed from two rings."""
 
-    def __init__(self, folder: str | Path, rate: int, rings: tuple[RingBuffer, RingBuffer]) -> None:
+    def __init__(self, folder: str | Path, rate: int, rings: tuple[RingBuffer, RingBuffer], priority: int = 0) -> None:
         root = Path(folder)
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ class Recorder:
             raise
         self._error: AudioError | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="denoise-recorder", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(priority,), name="denoise-recorder", daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
@@ -56,7 +57,8 @@ class Recorder:
             except Exception as exc:  # soundfile raises several types (disk full, I/O errors)
                 raise AudioError(f"{path}: could not write the recording ({exc})") from None
 
-    def _run(self) -> None:
+    def _run(self, priority: int) -> None:
+        set_realtime(priority)  # it takes the GIL: see set_realtime
         try:
             while not self._stop.wait(DRAIN_S):
                 self._drain()

