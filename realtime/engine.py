@@ -151,7 +151,7 @@ class Denoiser:
         """Denoise the next `n` samples; returns `n` samples, `latency` samples behind."""
         x, flat = self._as_frames(block)
         n = len(x)
-        if self.block_size is not None and n != self.block_size:
+        if self.block_size is not None and n % self.block_size:  # several blocks at once: one model run
             raise ValueError(f"this engine was set up for blocks of {self.block_size} samples, got {n}")
         self._samples_in += n
         data = np.concatenate([self._pending, x]) if len(self._pending) else x
