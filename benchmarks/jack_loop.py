@@ -59,18 +59,21 @@ class JackServer:
     def log(self) -> str:
         return Path(self._log.name).read_text(errors="replace")
 
-    def xrun_culprits(self) -> list[str]:
-        """One name per xrun so far: the first client (in graph order) that had not finished its cycle in
-        time, or "driver" when the server's own timer woke up late."""
-        culprits, in_event = [], False
+    def xrun_events(self) -> list[list[str]]:
+        """The server's xruns so far, each as the clients that had not finished their cycle in time, in graph
+        order (the first is the one that held the others up), or ["driver"] when its own timer woke up late."""
+        events: list[list[str]] = []
+        in_event = False
         for line in self.log().splitlines():
             late = LATE_CLIENT.search(line)
-            if late and not in_event:
-                culprits.append(late.group(1))
+            if late:
+                if not in_event:
+                    events.append([])
+                events[-1].append(late.group(1))
             elif "JackTimedDriver::Process XRun" in line:
-                culprits.append("driver")
+                events.append(["driver"])
             in_event = bool(late)
-        return culprits
+        return events
 
     def client(self, name: str) -> jack.Client:
         return jack.Client(name, no_start_server=True, servername=self.name)
@@ -98,7 +101,7 @@ class Loop:
     """Play `signal` (mono float32) into `target`'s first input port, record its first output port.
 
     `play()` starts playback at the next cycle; `recording` holds `record_frames` frames from then on
-    (a ring when `repeat`, which plays the signal over and over). `xruns` counts the server's xruns.
+    (a ring when `repeat`, which plays the signal over and over).
     """
 
     def __init__(self, server: JackServer, signal: np.ndarray, record_frames: int, repeat: bool = False) -> None:
@@ -113,23 +116,18 @@ class Loop:
         self._padded = np.concatenate([self.signal, np.resize(tail, period)])
         self.recording = np.zeros(-(-record_frames // period) * period, np.float32)
         self.recorded = 0  # frames recorded since playback started
-        self.xruns = 0
         self._start: int | None = None
         self._armed = False
         self._out = self._player.outports.register("out")
         self._in = self._recorder.inports.register("in")
         self._player.set_process_callback(self._play)
         self._recorder.set_process_callback(self._record)
-        self._player.set_xrun_callback(self._count_xrun)
         self._switch = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_S)
         gc.collect()
         gc.freeze()  # a full collection would stall the real-time callbacks for many milliseconds
         self._player.activate()
         self._recorder.activate()
-
-    def _count_xrun(self, delay_usecs: float) -> None:
-        self.xruns += 1
 
     def _play(self, frames: int) -> None:
         out = self._out.get_array()

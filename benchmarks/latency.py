@@ -11,6 +11,7 @@ compute time per block, xruns; a table, JSON and a histogram PNG of compute time
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -18,7 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 import numpy as np
@@ -27,7 +30,14 @@ from realtime.cli import EXIT_OK
 
 RESULTS = Path("benchmarks/results")
 PERIODS = (32, 64, 128, 256)
-BUDGET_MS = 10.0  # issue 5: end-to-end latency at the smallest block that holds without xruns
+BUDGET_MS = 10.0
+CLIENTS = {
+    "PortAudio": "live",
+    "simple": "C baseline",
+    "rtd-play": "player",
+    "rtd-rec": "recorder",
+    "driver": "timer",
+}  # issue 5: end-to-end latency at the smallest block that holds without xruns
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--periods", type=int, nargs="+", default=list(PERIODS), help="JACK periods in frames")
     p.add_argument("--rate", type=int, default=48000, help="JACK sample rate (default 48000)")
     p.add_argument("--seconds", type=float, default=30.0, help="run time per period (default 30)")
-    p.add_argument("--headroom", type=int, default=1, help="`denoise live --headroom` (default 1)")
+    p.add_argument("--headroom", type=int, nargs="+", default=[1], help="`denoise live --headroom` values (default 1)")
+    p.add_argument("--hops-per-run", type=int, nargs="+", default=[1], help="`denoise live --hops-per-run` values")
     p.add_argument("--soak", type=float, metavar="SECONDS", help="one run of this length at the first period")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"report folder (default {RESULTS})")
     p.set_defaults(run=run)
@@ -63,7 +74,9 @@ def loudest_second(reference: np.ndarray, rate: int) -> tuple[int, int]:
     return int(np.argmax(cumulative[rate:] - cumulative[:-rate])), rate
 
 
-def measure(period: int, seconds: float, rate: int, headroom: int, signal: np.ndarray, reference: np.ndarray) -> dict:
+def measure(
+    period: int, options: dict[str, int], seconds: float, rate: int, signal: np.ndarray, reference: np.ndarray
+) -> dict:
     """One `denoise live` run through a fresh JACK dummy server; the delay of every repeat of `signal`."""
     from benchmarks.jack_loop import JackServer, Loop, measure_delay
 
@@ -71,10 +84,12 @@ def measure(period: int, seconds: float, rate: int, headroom: int, signal: np.nd
     with JackServer(rate, period) as server, tempfile.TemporaryDirectory(prefix="rtd-latency-") as scratch:
         summary_path = Path(scratch) / "live.json"
         cmd = [sys.executable, "-m", "realtime.cli", "live", "--input", "system", "--output", "system"]
-        cmd += ["--channel", "1", "--headroom", str(headroom), "--duration", str(seconds), "--json", str(summary_path)]
-        proc = subprocess.Popen(cmd, env=server.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cmd += ["--channel", "1", "--duration", str(seconds), "--json", str(summary_path)]
+        cmd += [arg for name, value in options.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+        proc = subprocess.Popen(cmd, env=server.env, stdin=DEVNULL, stderr=subprocess.PIPE, text=True)
         start, length = loudest_second(reference, rate)
         loop = Loop(server, signal, 3 * n, repeat=True)
+        baseline = subprocess.Popen(["jack_simple_client"], env=server.env, stdout=DEVNULL, stderr=DEVNULL)
         slices: list[tuple[float, np.ndarray]] = []  # analysed after the run: no work here competes with it
         try:
             loop.connect()
@@ -85,7 +100,10 @@ def measure(period: int, seconds: float, rate: int, headroom: int, signal: np.nd
                 slices.append((time.monotonic() - began, loop.segment(k * n + start, length + max_lag)))
         finally:
             loop.close()
+            baseline.terminate()
+            baseline.wait()
         ports = jack_port_latency(server)
+        events = server.xrun_events()
         _, err = proc.communicate(timeout=seconds + 60)
         if proc.returncode != 0:
             raise RuntimeError(f"denoise live failed ({proc.returncode}): {err.strip()[-500:]}")
@@ -95,9 +113,12 @@ def measure(period: int, seconds: float, rate: int, headroom: int, signal: np.nd
     frames = np.array([d for _, d in delays])
     ms = 1000 / rate
     device_jack = (ports["capture"] + ports["playback"]) * ms
+    late = Counter(name for e in events for name in set(e))
+    xruns = live["xruns"]
     return {
         "period": period,
         "period_ms": period * ms,
+        **options,
         "seconds": seconds,
         "delays": [{"t_s": round(t, 2), "frames": d} for t, d in delays],
         "measured_ms": {"min": float(frames.min() * ms), "max": float(frames.max() * ms)},
@@ -105,7 +126,8 @@ def measure(period: int, seconds: float, rate: int, headroom: int, signal: np.nd
         "jack_port_latency_frames": ports,
         "device_jack_ms": device_jack,
         "total_jack_ms": live["latency_ms"]["through"] + device_jack,
-        "server_xruns": loop.xruns,
+        "server_xruns": {"events": len(events), "late": dict(late)},
+        "own_xruns": xruns["underruns"] + xruns["overruns"] + xruns["lost_output"] + late["PortAudio"],
         "live": live,
     }
 
@@ -115,22 +137,26 @@ def run(args: argparse.Namespace) -> int:
     from realtime.files import Settings, SignalProcessor
     from realtime.model_file import default_model_path
 
-    if any(p < 1 for p in args.periods) or args.seconds < 8 or (args.soak is not None and args.soak < 120):
-        raise AudioError("periods must be positive, --seconds at least 8, --soak at least 120")
+    if min(args.periods + args.hops_per_run) < 1 or min(args.headroom) < 0:
+        raise AudioError("periods and hops per run must be positive, headroom >= 0")
+    if args.seconds < 8 or (args.soak or 120) < 120:
+        raise AudioError("--seconds must be at least 8 and --soak at least 120")
     noisy, _ = read_audio(default_model_path().parent / "example_noisy.flac", mono=True)
     signal = resample(noisy, 16000, args.rate)
     reference = SignalProcessor(args.rate, 1, args.rate, Settings()).push(signal[:, None], last=True)[:, 0]
     context = {"cpu_count": os.cpu_count(), "load_before": os.getloadavg(), "rate": args.rate}
     if args.soak:
-        result = measure(args.periods[0], args.soak, args.rate, args.headroom, signal, reference)
+        options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0]}
+        result = measure(args.periods[0], options, args.soak, args.rate, signal, reference)
         document = {**context, "load_after": os.getloadavg(), "soak": result, "drift": drift(result)}
         write_soak(document, args.out / f"live-soak-{round(args.soak / 60)}min")
     else:
         rows = []
-        for period in args.periods:
-            rows.append(measure(period, args.seconds, args.rate, args.headroom, signal, reference))
+        for period, hops, headroom in itertools.product(args.periods, args.hops_per_run, args.headroom):
+            options = {"headroom": headroom, "hops_per_run": hops}
+            rows.append(measure(period, options, args.seconds, args.rate, signal, reference))
             print(table_row(rows[-1]), file=sys.stderr)
-        document = {**context, "load_after": os.getloadavg(), "headroom": args.headroom, "runs": rows}
+        document = {**context, "load_after": os.getloadavg(), "runs": rows}
         write_latency(document, args.out / "latency")
     return EXIT_OK
 
@@ -151,9 +177,10 @@ def drift(result: dict) -> dict[str, Any]:
 
 
 TABLE_HEAD = (
-    "| period | measured delay | reported (algo + buffering) | algorithmic | buffering: ring / resampling / engine "
-    "| device (PortAudio) | device (JACK ports) | total (JACK device) | compute p50 / p99 / max | RTF | xruns "
-    "| server xruns |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| period | hops/run | headroom | measured delay | reported (algo + buffering) | algorithmic "
+    "| buffering: ring / resampling / engine | device: PortAudio / JACK ports | total (JACK device) "
+    "| compute p50 / p99 / max | RTF | xruns: all / own | server xruns |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -163,12 +190,36 @@ def table_row(r: dict) -> str:
     measured = r["measured_ms"]
     span = f"{measured['min']:.2f}" + ("" if measured["min"] == measured["max"] else f"..{measured['max']:.2f}")
     return (
-        f"| {r['period']} ({r['period_ms']:.2f} ms) | {span} ms | {lat['through']:.2f} ms | {lat['algorithmic']:.2f} "
-        f"| {lat['buffering']:.2f} = {parts['ring']:.2f} / {parts['resampling']:.2f} / {parts['engine']:.2f} "
-        f"| {lat['device']:.2f} | {r['device_jack_ms']:.2f} | **{r['total_jack_ms']:.2f}** "
+        f"| {r['period']} ({r['period_ms']:.2f} ms) | {r['hops_per_run']} | {r['headroom']} | {span} ms "
+        f"| {lat['through']:.2f} ms "
+        f"| {lat['algorithmic']:.2f} | {lat['buffering']:.2f} = {parts['ring']:.2f} / {parts['resampling']:.2f} / "
+        f"{parts['engine']:.2f} | {lat['device']:.2f} / {r['device_jack_ms']:.2f} | **{r['total_jack_ms']:.2f}** "
         f"| {comp['p50']:.2f} / {comp['p99']:.2f} / {comp['max']:.2f} ms | {live['rtf']:.2f} "
-        f"| {live['xruns']['total']} | {r['server_xruns']} |"
+        f"| {live['xruns']['total']} / {r['own_xruns']} | {server_xruns(r)} |"
     )
+
+
+def verdict(rows: list[dict], key: str, what: str) -> str:
+    """The lowest-latency run with no xruns by `key`, and its latency split."""
+    holding = [r for r in rows if (r["live"]["xruns"]["total"] if key == "all" else r["own_xruns"]) == 0]
+    if not holding:
+        return f"No run was free of {what}."
+    best = min(holding, key=lambda r: r["total_jack_ms"])
+    lat = best["live"]["latency_ms"]
+    return (
+        f"Lowest latency without {what}: period **{best['period']}**, {best['hops_per_run']} hop(s) per run, "
+        f"headroom {best['headroom']}: "
+        f"**{best['total_jack_ms']:.2f} ms** end to end = algorithmic {lat['algorithmic']:.2f} + buffering "
+        f"{lat['buffering']:.2f} + device {best['device_jack_ms']:.2f} ms "
+        f"({'within' if best['total_jack_ms'] <= BUDGET_MS else 'over'} the {BUDGET_MS:.0f} ms budget)."
+    )
+
+
+def server_xruns(r: dict) -> str:
+    """ "N (late: client k, ...)": the server's xruns and how often each client was among the late ones."""
+    x = r["server_xruns"]
+    late = ", ".join(f"{CLIENTS.get(name, name)} {k}" for name, k in sorted(x["late"].items(), key=lambda i: -i[1]))
+    return f"{x['events']}" + (f" (late: {late})" if late else "")
 
 
 def write_report(stem: Path, lines: list[str], document: dict) -> None:
@@ -184,24 +235,15 @@ def write_report(stem: Path, lines: list[str], document: dict) -> None:
 
 def write_latency(document: dict, stem: Path) -> None:
     rows = document["runs"]
-    holding = [r for r in rows if r["live"]["xruns"]["total"] == 0]
-    best = min(holding, key=lambda r: r["period"]) if holding else None
-    verdict = (
-        f"Smallest period without xruns: **{best['period']} frames**, end-to-end latency "
-        f"**{best['total_jack_ms']:.2f} ms** = algorithmic {best['live']['latency_ms']['algorithmic']:.2f} + "
-        f"buffering {best['live']['latency_ms']['buffering']:.2f} + device {best['device_jack_ms']:.2f} ms "
-        f"({'within' if best['total_jack_ms'] <= BUDGET_MS else 'over'} the {BUDGET_MS:.0f} ms budget)."
-        if best
-        else "No period ran without xruns."
-    )
     lines = [
         "# End-to-end latency of `denoise live` through JACK (dummy backend)",
         "",
-        f"`denoise bench latency` at {document['rate']} Hz, `--headroom {document['headroom']}`, "
-        f"{rows[0]['seconds']:.0f} s per period, on {document['cpu_count']} CPU cores shared with a training run "
+        f"`denoise bench latency` at {document['rate']} Hz, {rows[0]['seconds']:.0f} s per run, "
+        f"on {document['cpu_count']} CPU cores shared with a training run and other work "
         f"(load average {document['load_before'][0]:.1f} before, {document['load_after'][0]:.1f} after).",
         "",
-        verdict,
+        "- " + verdict(rows, "all", "any xrun"),
+        "- " + verdict(rows, "own", "xruns of its own (late callback, ring under/overruns)"),
         "",
         TABLE_HEAD,
         *[table_row(r) for r in rows],
@@ -214,8 +256,11 @@ def write_latency(document: dict, stem: Path) -> None:
         "- *device*: PortAudio's figure (what `live` shows) leaves out JACK's capture latency; the JACK "
         "ports' capture + playback latency (one period in, two out with the dummy driver) is the honest "
         "device part for a real interface, and *total* uses it.",
-        "- *xruns*: as counted by `live` (PortAudio flags, ring under/overruns); *server xruns*: the JACK "
-        "server's, seen by the test clients, including `live`'s start-up.",
+        "- *xruns*: as counted by `live` (PortAudio's xrun flags, which it raises for every server xrun, and its "
+        "own ring under/overruns). *server xruns*: the JACK server's over the whole run, `live`'s start-up "
+        "included, and how often each client was late in them: `live`, the player and recorder clients of "
+        "the benchmark (Python), JACK's own C example client `jack_simple_client` running alongside as a "
+        "baseline for the machine, or the server's timer waking up late.",
         "",
         "![compute time per block](latency.png)",
     ]
@@ -252,12 +297,13 @@ def write_soak(document: dict, stem: Path) -> None:
     lines = [
         f"# `denoise live` soak: {minutes:.0f} minutes through JACK",
         "",
-        f"JACK dummy backend at {document['rate']} Hz, period {r['period']} frames; `denoise live` with its "
-        f"defaults; {document['cpu_count']} CPU cores shared with a training run (load average "
+        f"JACK dummy backend at {document['rate']} Hz, period {r['period']} frames; `denoise live --headroom "
+        f"{r['headroom']} --hops-per-run {r['hops_per_run']}`; {document['cpu_count']} CPU cores shared with a "
+        "training run and other work (load average "
         f"{document['load_before'][0]:.1f} before, {document['load_after'][0]:.1f} after).",
         "",
-        f"- xruns counted by `live`: **{live['xruns']['total']}** ({json.dumps(live['xruns'])}); "
-        f"JACK server xruns: {r['server_xruns']}",
+        f"- xruns counted by `live`: **{live['xruns']['total']}** ({json.dumps(live['xruns'])}), of its own "
+        f"(late callback, ring under/overruns): **{r['own_xruns']}**; JACK server xruns: {server_xruns(r)}",
         f"- delay, first minute {d['first_minute_frames']:.0f} frames, last minute {d['last_minute_frames']:.0f} "
         f"frames: drift **{d['drift_frames']:.0f} frames** ({'within' if d['within_one_block'] else 'beyond'} "
         f"one block); all {len(r['delays'])} repeats {'at the same delay' if d['all_delays_equal'] else 'not equal'}"

@@ -38,13 +38,20 @@ WAKE_TIMEOUT_S = 0.1  # the worker also checks for work and for `stop` this ofte
 
 
 class Chain:
-    """Worker-side signal path: device rate -> model rate -> engine in whole hops -> device rate."""
+    """Worker-side signal path: device rate -> model rate -> engine in whole runs of hops -> device rate.
 
-    def __init__(self, engine: Denoiser, device_rate: int) -> None:
+    A model run costs mostly its start-up (on a busy CPU the weights have left the caches between runs),
+    so `hops_per_run` > 1 divides the CPU load by about that much, for `hops_per_run - 1` hops more latency.
+    """
+
+    def __init__(self, engine: Denoiser, device_rate: int, hops_per_run: int = 1) -> None:
         if engine.channels != 1 or engine.block_size != engine.hop:
             raise ValueError("the live chain needs a mono engine with block_size == hop")
+        if hops_per_run < 1:
+            raise ValueError(f"hops per run must be at least 1, got {hops_per_run}")
         self.engine = engine
         self.rate = device_rate
+        self.run = engine.hop * hops_per_run  # fewest model-rate samples per model run
         same = device_rate == engine.sample_rate
         self.down = None if same else Resampler(device_rate, engine.sample_rate)
         self.up = None if same else Resampler(engine.sample_rate, device_rate)
@@ -56,29 +63,26 @@ class Chain:
         return self.down.delay + self.up.delay if self.down and self.up else 0.0
 
     def output_count(self, inputs: int) -> int:
-        """Device frames out once `inputs` device frames went in (only whole hops reach the engine)."""
-        hop = self.engine.hop
+        """Device frames out once `inputs` device frames went in (only whole runs reach the engine)."""
         at_model_rate = self.down.output_count(inputs) if self.down else inputs
-        done = at_model_rate // hop * hop
+        done = at_model_rate // self.run * self.run
         return self.up.output_count(done) if self.up else done
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Denoise the next device-rate samples (1-D); returns the device-rate samples now ready."""
         x16 = self.down.process(x) if self.down else x
         data = np.concatenate([self._pending, x16])
-        hop = self.engine.hop
-        whole = len(data) // hop * hop
+        whole = len(data) // self.run * self.run
         self._pending = data[whole:]
-        y16 = [self.engine.feed(data[i : i + hop]) for i in range(0, whole, hop)]
-        y = np.concatenate(y16) if y16 else np.zeros(0, np.float32)
+        y = self.engine.feed(data[:whole])  # everything ready in one model run
         return self.up.process(y) if self.up else y
 
 
 def phase_grid(chain: Chain) -> int:
-    """Fewest device frames that carry a whole number of hops: dropping or inserting multiples of this
-    keeps the hop boundaries (and the resamplers' phases) where they were relative to the callbacks."""
-    hop_frames = chain.engine.hop * chain.rate
-    return hop_frames // math.gcd(hop_frames, chain.engine.sample_rate)
+    """Fewest device frames that carry a whole number of runs: dropping or inserting multiples of this
+    keeps the run boundaries (and the resamplers' phases) where they were relative to the callbacks."""
+    run_frames = chain.run * chain.rate
+    return run_frames // math.gcd(run_frames, chain.engine.sample_rate)
 
 
 def min_prefill(chain: Chain, block: int) -> int:

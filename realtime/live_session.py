@@ -43,6 +43,7 @@ class LiveOptions:
     sample_rate: int | None = None  # None: the input device's default rate
     block_size: int | None = None  # None: the JACK period under JACK, else DEFAULT_BLOCK
     headroom: int = 1  # extra blocks of output buffering: each gives the worker one more period
+    hops_per_run: int = 1
     priority: int = 1
     model: str | None = None
     dry: float = 0.0
@@ -159,7 +160,7 @@ def open_session(opts: LiveOptions) -> Session:
     rate = opts.sample_rate or source.default_rate
     engine = make_engine(opts)
     block, blocksize = block_sizes(opts, source, rate)
-    bridge = Bridge(Chain(engine, rate), block, opts.channel, opts.headroom, opts.record is not None)
+    bridge = Bridge(Chain(engine, rate, opts.hops_per_run), block, opts.channel, opts.headroom, opts.record is not None)
     in_channels = source.inputs if opts.channel is None else opts.channel + 1
     stream = open_stream(bridge, source, sink, in_channels, blocksize)
     rings = (bridge.record_in, bridge.record_out)

@@ -58,11 +58,11 @@ def test_resampler_passes_speech_band_and_rejects_aliases(rate: int) -> None:
 
 
 # -- the bridge between the callback and the worker, driven by hand -------------------------------------------
-def bypass_bridge(block: int, headroom: int = 0) -> Bridge:
+def bypass_bridge(block: int, headroom: int = 0, hops_per_run: int = 1) -> Bridge:
     """A bridge whose engine passes its (delayed) input through, so that an impulse shows the delay."""
     engine = Denoiser(block_size=32)
     engine.bypass = True
-    return Bridge(Chain(engine, RATE), block, 0, headroom)
+    return Bridge(Chain(engine, RATE, hops_per_run), block, 0, headroom)
 
 
 def run_blocks(bridge: Bridge, x: np.ndarray, serve: np.ndarray | None = None) -> np.ndarray:
@@ -82,9 +82,9 @@ def impulse(n: int, at: int) -> np.ndarray:
     return x
 
 
-@pytest.mark.parametrize("block", [32, 64, 100, 256])
-def test_worker_one_block_behind_never_underruns_and_delay_is_as_reported(block: int) -> None:
-    bridge = bypass_bridge(block)
+@pytest.mark.parametrize(("block", "hops_per_run"), [(32, 1), (64, 1), (100, 1), (256, 1), (64, 3)])
+def test_worker_one_block_behind_never_underruns_and_delay_is_as_reported(block: int, hops_per_run: int) -> None:
+    bridge = bypass_bridge(block, hops_per_run=hops_per_run)
     y = run_blocks(bridge, impulse(RATE, 30000))
     assert bridge.xruns == 0
     assert np.argmax(np.abs(y)) - 30000 == bridge.latency_frames()
@@ -98,10 +98,12 @@ def test_prefill_is_the_smallest_that_holds() -> None:
     assert bridge.underruns > 0
 
 
-@pytest.mark.parametrize("stall_blocks", [3, 40, 500])  # 500 blocks of 256 overflow the 2 s input ring
-def test_latency_returns_exactly_after_a_stalled_worker(stall_blocks: int) -> None:
+@pytest.mark.parametrize(  # 500 blocks of 256 overflow the 2 s input ring
+    ("stall_blocks", "hops_per_run"), [(3, 1), (40, 1), (500, 1), (40, 2)]
+)
+def test_latency_returns_exactly_after_a_stalled_worker(stall_blocks: int, hops_per_run: int) -> None:
     block = 256
-    bridge = bypass_bridge(block, headroom=1)
+    bridge = bypass_bridge(block, headroom=1, hops_per_run=hops_per_run)
     n = (60 + stall_blocks + 200) * block
     serve = np.ones(n // block, bool)
     serve[50 : 50 + stall_blocks] = False
@@ -198,7 +200,7 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     jack_server: JackServer, noisy48: np.ndarray, file_engine_output: np.ndarray, tmp_path: Path
 ) -> None:
     summary_path = tmp_path / "live.json"
-    earlier_xruns = len(jack_server.xrun_culprits())
+    earlier_xruns = len(jack_server.xrun_events())
     proc = start_live(jack_server, "--duration", len(noisy48) / RATE + 2, "--json", summary_path, "--record", tmp_path)
     loop = Loop(jack_server, noisy48, len(noisy48) + RATE // 5)
     try:
@@ -213,7 +215,7 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     assert summary["block_size"] == PERIOD
     # No xruns of live's own, and it never made the server miss a cycle: any xrun PortAudio flagged was
     # another client's (the test's player or recorder, see start_live).
-    xruns, culprits = summary["xruns"], jack_server.xrun_culprits()[earlier_xruns:]
+    xruns, culprits = summary["xruns"], [e[0] for e in jack_server.xrun_events()[earlier_xruns:]]
     assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
     assert "PortAudio" not in culprits and xruns["device"] <= len(culprits), (xruns, culprits)
 
