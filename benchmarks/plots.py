@@ -16,22 +16,20 @@ REFERENCES = ("noisy", "oracle_irm")  # drawn as lines, not points: they are no 
 DYNAMIC_RANGE_DB = 80  # spectrogram colour range below the loudest bin of the three
 
 
-def _figure(rows: int, cols: int, size: tuple[float, float]):  # -> (Figure, axes array)
+def _figure(rows: int, cols: int, size: tuple[float, float], **options):  # -> (Figure, axes array)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(rows, cols, figsize=size, squeeze=False)
+    return plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained", **options)
 
 
-def _save(fig, path: Path, tight: bool = True) -> None:  # fig: matplotlib Figure
+def _save(fig, path: Path) -> None:  # fig: matplotlib Figure
     import matplotlib.pyplot as plt
 
-    if tight:
-        fig.tight_layout()
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -87,16 +85,16 @@ def triptych(signals: Mapping[str, tuple[str, np.ndarray]], title: str, path: Pa
     spectra = {role: spectrogram(audio, rate, nperseg=512, noverlap=384) for role, (_, audio) in signals.items()}
     db = {role: 10 * np.log10(s[2] + 1e-20) for role, s in spectra.items()}
     top = max(float(d.max()) for d in db.values())
-    fig, axes = _figure(1, len(signals), (6 * len(signals), 4.5))
+    fig, axes = _figure(1, len(signals), (5 * len(signals) + 1, 4), sharey=True)
     for ax, (role, (source, _)) in zip(axes.flat, signals.items()):
         freqs, times, _ = spectra[role]
         image = ax.pcolormesh(times, freqs, db[role], vmin=top - DYNAMIC_RANGE_DB, vmax=top, cmap="magma")
         ax.set_title(f"{role}\n{source}", fontsize=8)
         ax.set_xlabel("time (s)")
-        ax.set_ylabel("frequency (Hz)")
+    axes[0, 0].set_ylabel("frequency (Hz)")
     fig.colorbar(image, ax=list(axes.flat), label="dB")
     fig.suptitle(f"Spectrograms, {' / '.join(signals)}: {title}")
-    _save(fig, path, tight=False)
+    _save(fig, path)
 
 
 def speed_vs_block(systems: Mapping[str, dict], path: Path) -> None:

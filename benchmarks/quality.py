@@ -236,7 +236,8 @@ def write_reports(document: dict, out: Path) -> None:
         f"`{data['clean']}`, SNR bands from `{data['csv']}`.  ",
         f"Each output is shifted by the delay found against its noisy input (searched within "
         f"±{data['max_delay_ms']:g} ms), then scored against the clean file. Streaming systems are fed "
-        f"{BLOCK}-sample blocks. RTF: CPU time / audio time, one thread per system.",
+        f"{BLOCK}-sample blocks. RTF: CPU time / audio time, one thread per system, files in parallel "
+        "(streaming timings per block size: `speed.md`).",
         "",
         "| system | " + " | ".join(NAMES[m] for m in METRICS) + " | delay found, ms: median [min, max] | RTF |",
         "|---|" + "---|" * (len(METRICS) + 2),
