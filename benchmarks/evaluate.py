@@ -77,12 +77,13 @@ class Report:
         groups = {"all": [f.name for f in self.files], **self.bands()}
         for band, names in groups.items():
             means = self.mean(names)
-            cells = " | ".join(_fmt(m, means[m]) for m in self.metrics)
+            cells = " | ".join(format_metric(m, means[m]) for m in self.metrics)
             rows.append(f"| {band} | {len(names)} | {cells} |")
         return "\n".join(rows)
 
 
-def _fmt(metric: str, value: float) -> str:
+def format_metric(metric: str, value: float) -> str:
+    """A metric value as reports show it: 2 decimals for PESQ and SI-SDR, 3 for STOI/ESTOI."""
     if math.isnan(value):
         return "n/a"
     return f"{value:.2f}" if metric in ("pesq_wb", "pesq_nb", "si_sdr") else f"{value:.3f}"

@@ -218,7 +218,7 @@ def _examples(
 
 def write_reports(document: dict, out: Path) -> None:
     """quality.json, quality.md and the summary plots under `out`, each written atomically."""
-    from benchmarks.evaluate import NAMES, _fmt
+    from benchmarks.evaluate import NAMES, format_metric
     from benchmarks.metrics import METRICS
     from benchmarks.plots import per_snr, quality_vs_rtf
     from benchmarks.report import header_markdown
@@ -243,7 +243,7 @@ def write_reports(document: dict, out: Path) -> None:
         "|---|" + "---|" * (len(METRICS) + 2),
     ]
     for entry in systems.values():
-        cells = " | ".join(_fmt(m, entry["overall"][m]) for m in METRICS)
+        cells = " | ".join(format_metric(m, entry["overall"][m]) for m in METRICS)
         delay = "{median:.3g} [{min:.3g}, {max:.3g}]".format(**entry["delay_ms"])
         lines.append(f"| {entry['label']} | {cells} | {delay} | {entry['rtf_cpu']:.3f} |")
     bands = list(next(iter(systems.values()))["per_snr"])
@@ -256,7 +256,7 @@ def write_reports(document: dict, out: Path) -> None:
             "|---|" + "---|" * len(bands),
         ]
         for entry in systems.values():
-            cells = " | ".join(_fmt(metric, entry["per_snr"][b][metric]) for b in bands)
+            cells = " | ".join(format_metric(metric, entry["per_snr"][b][metric]) for b in bands)
             lines.append(f"| {entry['label']} | {cells} |")
     lines += ["", "## Skipped", ""] + ([f"- {k}: {v}" for k, v in document["skipped"].items()] or ["- none"])
     failures = [f"- {e['label']}: {f}" for e in systems.values() for f in e["failures"]]
