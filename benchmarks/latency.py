@@ -68,6 +68,27 @@ def jack_port_latency(server: Any) -> dict[str, int]:
     return found
 
 
+def scheduling_stalls(seconds: float = 10.0, priority: int = 1) -> dict[str, float]:
+    """How late a SCHED_FIFO thread (where permitted) wakes from 1 ms sleeps: the machine's own jitter,
+    which no real-time client on it can beat."""
+    from realtime.live import realtime_thread
+
+    late = []
+    with realtime_thread(priority) as realtime:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            time.sleep(0.001)
+            late.append(time.perf_counter() - t0 - 0.001)
+    ms = np.array(late) * 1000
+    return {
+        "realtime": realtime,
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "over_1ms_per_minute": float((ms > 1).sum() * 60 / seconds),
+    }
+
+
 def loudest_second(reference: np.ndarray, rate: int) -> tuple[int, int]:
     """(start, length) of the one-second stretch of `reference` with the most energy: a sharp correlation peak."""
     cumulative = np.cumsum(np.concatenate([[0.0], reference.astype(np.float64) ** 2]))
@@ -151,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         document = {**context, "load_after": os.getloadavg(), "soak": result, "drift": drift(result)}
         write_soak(document, args.out / f"live-soak-{round(args.soak / 60)}min")
     else:
+        context["stalls"] = scheduling_stalls()
         rows = []
         for period, hops, headroom in itertools.product(args.periods, args.hops_per_run, args.headroom):
             options = {"headroom": headroom, "hops_per_run": hops}
@@ -172,7 +194,6 @@ def drift(result: dict) -> dict[str, Any]:
         "last_minute_frames": float(np.median(last)),
         "drift_frames": diff,
         "within_one_block": abs(diff) <= result["period"],
-        "all_delays_equal": bool(frames.min() == frames.max()),
     }
 
 
@@ -187,16 +208,18 @@ TABLE_HEAD = (
 def table_row(r: dict) -> str:
     live = r["live"]
     lat, parts, comp = live["latency_ms"], live["latency_ms"]["buffering_parts"], live["compute_ms"]
-    measured = r["measured_ms"]
-    span = f"{measured['min']:.2f}" + ("" if measured["min"] == measured["max"] else f"..{measured['max']:.2f}")
     return (
-        f"| {r['period']} ({r['period_ms']:.2f} ms) | {r['hops_per_run']} | {r['headroom']} | {span} ms "
-        f"| {lat['through']:.2f} ms "
+        f"| {r['period']} ({r['period_ms']:.2f} ms) | {r['hops_per_run']} | {r['headroom']} "
+        f"| {span(r['measured_ms'])} ms | {lat['through']:.2f} ms "
         f"| {lat['algorithmic']:.2f} | {lat['buffering']:.2f} = {parts['ring']:.2f} / {parts['resampling']:.2f} / "
         f"{parts['engine']:.2f} | {lat['device']:.2f} / {r['device_jack_ms']:.2f} | **{r['total_jack_ms']:.2f}** "
         f"| {comp['p50']:.2f} / {comp['p99']:.2f} / {comp['max']:.2f} ms | {live['rtf']:.2f} "
         f"| {live['xruns']['total']} / {r['own_xruns']} | {server_xruns(r)} |"
     )
+
+
+def span(measured: dict[str, float]) -> str:
+    return f"{measured['min']:.2f}" + ("" if measured["min"] == measured["max"] else f"..{measured['max']:.2f}")
 
 
 def verdict(rows: list[dict], key: str, what: str) -> str:
@@ -241,6 +264,10 @@ def write_latency(document: dict, stem: Path) -> None:
         f"`denoise bench latency` at {document['rate']} Hz, {rows[0]['seconds']:.0f} s per run, "
         f"on {document['cpu_count']} CPU cores shared with a training run and other work "
         f"(load average {document['load_before'][0]:.1f} before, {document['load_after'][0]:.1f} after).",
+        "",
+        f"The machine itself: a real-time thread woke from 1 ms sleeps up to {document['stalls']['max_ms']:.1f} ms "
+        f"late (p99 {document['stalls']['p99_ms']:.2f} ms; {document['stalls']['over_1ms_per_minute']:.0f} times "
+        "a minute more than 1 ms late), so periods of a few milliseconds cannot all be met here.",
         "",
         "- " + verdict(rows, "all", "any xrun"),
         "- " + verdict(rows, "own", "xruns of its own (late callback, ring under/overruns)"),
@@ -290,10 +317,15 @@ def plot_compute(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
 def write_soak(document: dict, stem: Path) -> None:
     r, d = document["soak"], document["drift"]
     live = r["live"]
     minutes = r["seconds"] / 60
+    at_reported = sum(x["frames"] == round(live["latency_frames"]) for x in r["delays"])
     lines = [
         f"# `denoise live` soak: {minutes:.0f} minutes through JACK",
         "",
@@ -302,13 +334,15 @@ def write_soak(document: dict, stem: Path) -> None:
         "training run and other work (load average "
         f"{document['load_before'][0]:.1f} before, {document['load_after'][0]:.1f} after).",
         "",
+        f"Issue 5 asks for 0 xruns and a drift within one block: xruns **{met(live['xruns']['total'] == 0)}**, "
+        f"drift **{met(d['within_one_block'])}**.",
+        "",
         f"- xruns counted by `live`: **{live['xruns']['total']}** ({json.dumps(live['xruns'])}), of its own "
         f"(late callback, ring under/overruns): **{r['own_xruns']}**; JACK server xruns: {server_xruns(r)}",
         f"- delay, first minute {d['first_minute_frames']:.0f} frames, last minute {d['last_minute_frames']:.0f} "
         f"frames: drift **{d['drift_frames']:.0f} frames** ({'within' if d['within_one_block'] else 'beyond'} "
-        f"one block); all {len(r['delays'])} repeats {'at the same delay' if d['all_delays_equal'] else 'not equal'}"
-        f" ({r['measured_ms']['min']:.2f}..{r['measured_ms']['max']:.2f} ms; reported "
-        f"{live['latency_ms']['through']:.2f} ms)",
+        f"one block); {at_reported} of {len(r['delays'])} 5-s repeats at exactly the reported "
+        f"{live['latency_ms']['through']:.2f} ms (range {span(r['measured_ms'])} ms)",
         f"- compute per block p50 / p99 / max: {live['compute_ms']['p50']:.2f} / {live['compute_ms']['p99']:.2f} / "
         f"{live['compute_ms']['max']:.2f} ms (period {r['period_ms']:.2f} ms), RTF {live['rtf']:.2f}",
         f"- latency: {live['latency_ms']['through']:.2f} ms through `live` + {r['device_jack_ms']:.2f} ms device "

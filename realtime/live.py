@@ -10,9 +10,9 @@ that has processed everything up to the previous callback never leaves the callb
 jitter. The output therefore lags the input by exactly `prefill` frames plus the resamplers' and the
 engine's delays. An underrun (the callback found too few frames and played silence) makes the output
 late by that many frames and an overrun (input dropped because `in_ring` was full) early. The worker
-cancels both exactly: it drops late input or inserts silence in whole `grid` units (so the hop
-boundaries keep their place relative to the callbacks, which `min_prefill` relies on) and has the
-callback skip the remainder of late output. After any stall the latency is back to its designed value.
+cancels both exactly: it drops late input or inserts silence in whole `grid` units (so the boundaries
+of the model's runs keep their place relative to the callbacks, which `min_prefill` relies on) and has
+the callback skip the remainder of late output. After any stall the latency is back to its designed value.
 """
 
 from __future__ import annotations
@@ -120,9 +120,9 @@ def realtime_thread(priority: int) -> Iterator[bool]:
 class Bridge:
     """The rings between the audio callback and the engine worker, with the xrun bookkeeping.
 
-    Each counter is written by one thread only: the callback (`callbacks`, `frames`, `odd_blocks`, `device_xruns`,
-    `underruns`/`underrun_frames`, `overruns`/`overrun_frames`, `skipped`, `record_dropped`) or the
-    worker (the rest), so they need no locks.
+    Each counter is written by one thread only: the callback (`callbacks`, `frames`, `odd_blocks`,
+    `device_xruns`, `underruns`/`underrun_frames`, `overruns`/`overrun_frames`, `skipped`,
+    `record_dropped`) or the worker (the rest), so they need no locks.
     """
 
     def __init__(
@@ -241,7 +241,7 @@ class Bridge:
             self.lost_output += 1
 
     def _correct(self) -> None:
-        """Undo xruns: back onto the hop grid, then cancel lateness by dropping whole grid units of input
+        """Undo xruns: back onto the run grid, then cancel lateness by dropping whole grid units of input
         (a stall's backlog) and having the callback skip the rest of the late output."""
         g, under, over = self.grid, self.underrun_frames, self.overrun_frames  # one snapshot of the callback's
         silence = (over + self.dropped - self.inserted) % g

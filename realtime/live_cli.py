@@ -52,7 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--priority",
         type=int,
         default=1,
-        help="SCHED_FIFO priority of the engine thread where permitted; 0: normal scheduling (default 1)",
+        metavar="N",
+        help="SCHED_FIFO priority of live's engine, control and recorder threads where permitted "
+        "(below the audio callback's); 0: normal scheduling (default 1)",
     )
     p.add_argument("--model", help="ONNX model (default: the shipped model)")
     p.add_argument("--atten-lim-db", type=float, help="remove at most this many dB of noise")

@@ -25,7 +25,11 @@ DRAIN_S = 0.05  # how often the thread moves frames from the rings to the files
 class Recorder:
     """Two mono WAV files, `<stem>-input.wav` and `<stem>-output.wav`, fed from two rings."""
 
-    def __init__(self, folder: str | Path, rate: int, rings: tuple[RingBuffer, RingBuffer], priority: int = 0) -> None:
+    def __init__(
+        self, folder: str | Path, rate: int, rings: tuple[RingBuffer | None, RingBuffer | None], priority: int = 0
+    ) -> None:
+        if None in rings:
+            raise ValueError("the bridge was made without recording rings")
         root = Path(folder)
         try:
             root.mkdir(parents=True, exist_ok=True)

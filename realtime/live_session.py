@@ -164,7 +164,7 @@ def open_session(opts: LiveOptions) -> Session:
     in_channels = source.inputs if opts.channel is None else opts.channel + 1
     stream = open_stream(bridge, source, sink, in_channels, blocksize)
     rings = (bridge.record_in, bridge.record_out)
-    recorder = Recorder(opts.record, rate, rings, opts.priority) if opts.record and all(rings) else None
+    recorder = Recorder(opts.record, rate, rings, opts.priority) if opts.record else None
     channel = "a downmix of all channels" if opts.channel is None else f"channel {opts.channel + 1}"
     description = f"{channel} of {source.label} into {sink.label} at {rate} Hz, {block}-frame blocks"
     return Session(source, sink, engine, bridge, stream, recorder, description)

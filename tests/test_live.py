@@ -8,6 +8,8 @@ and the loudspeaker. The dummy backend runs in real time, so these tests take wa
 from __future__ import annotations
 
 import json
+import os
+import pty
 import signal
 import subprocess
 import sys
@@ -155,15 +157,13 @@ def file_engine_output(noisy48: np.ndarray) -> np.ndarray:
     return SignalProcessor(RATE, 1, RATE, Settings()).push(noisy48[:, None], last=True)[:, 0]
 
 
-def start_live(server: JackServer, *args: str | Path) -> subprocess.Popen:
+def start_live(server: JackServer, *args: str | Path, stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
     """`denoise live` on the server's device, input channel 1, with generous headroom: shared CI machines
     stall even real-time threads for milliseconds now and then (5 ms and more on the 2-core VM where this
     was written, where JACK's own C example client misses 2.7 ms deadlines under load)."""
     cmd = [sys.executable, "-m", "realtime.cli", "live", "--input", "system", "--output", "system", "--channel", "1"]
     cmd += ["--headroom", "4"]
-    return subprocess.Popen(
-        [*cmd, *map(str, args)], env=server.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    return subprocess.Popen([*cmd, *map(str, args)], env=server.env, stdin=stdin, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
@@ -243,6 +243,38 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
 def differing_periods(a: np.ndarray, b: np.ndarray) -> int:
     n = len(a) // PERIOD * PERIOD
     return int(np.any(a[:n].reshape(-1, PERIOD) != b[:n].reshape(-1, PERIOD), axis=1).sum())
+
+
+def test_keys_switch_to_bypass_and_quit(jack_server: JackServer, noisy48: np.ndarray, tmp_path: Path) -> None:
+    """In a terminal, `b` swaps the denoised output for the input (resampled, delayed) and `q` stops."""
+    summary_path = tmp_path / "live.json"
+    controller, terminal = pty.openpty()
+    proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path, stdin=terminal)
+    os.close(terminal)
+    loop = Loop(jack_server, noisy48, 5 * RATE)
+    try:
+        loop.connect()
+        loop.play()
+        loop.wait_recorded(2 * RATE)
+        os.write(controller, b"b")
+        loop.wait_recorded(4 * RATE)
+        os.write(controller, b"q")
+        code, err = finish(proc)
+    finally:
+        loop.close()
+        os.close(controller)
+    assert code == 0, err
+    summary = json.loads(summary_path.read_text())
+    recorded_in, recorded_out = (sf.read(p, dtype="float32")[0] for p in summary["recorded"])
+    # The bypassed output: the input through the live chain's resamplers and delays, with no model.
+    engine_delay = np.zeros(round(summary["latency_ms"]["algorithmic"] * 16), np.float32)
+    at_16k = np.concatenate([engine_delay, Resampler(RATE, 16000).process(recorded_in)])
+    prefill = round(summary["latency_ms"]["buffering_parts"]["ring"] * RATE / 1000)
+    bypassed = np.concatenate([np.zeros(prefill, np.float32), Resampler(16000, RATE).process(at_16k)])
+    start = measure_delay(recorded_in, noisy48[:RATE], len(recorded_in) - RATE)
+    error = np.abs(recorded_out - bypassed[: len(recorded_out)])
+    assert np.median(error[start + RATE // 2 : start + 3 * RATE // 2]) > 1e-3  # denoising
+    assert np.median(error[start + 13 * RATE // 5 : start + 19 * RATE // 5]) < 1e-5  # bypassed
 
 
 def test_ctrl_c_stops_cleanly_with_complete_recordings(
