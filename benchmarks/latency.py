@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report import header, header_markdown
 from realtime.cli import EXIT_OK
 
 RESULTS = Path("benchmarks/results")
@@ -165,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     noisy, _ = read_audio(default_model_path().parent / "example_noisy.flac", mono=True)
     signal = resample(noisy, 16000, args.rate)
     reference = SignalProcessor(args.rate, 1, args.rate, Settings()).push(signal[:, None], last=True)[:, 0]
-    context = {"cpu_count": os.cpu_count(), "load_before": os.getloadavg(), "rate": args.rate}
+    threads = "live: engine, control and recorder threads SCHED_FIFO 1, onnxruntime intra-op 1"
+    context = {"header": header(threads), "rate": args.rate}
     if args.soak:
         options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0]}
         result = measure(args.periods[0], options, args.soak, args.rate, signal, reference)
@@ -259,11 +261,9 @@ def write_report(stem: Path, lines: list[str], document: dict) -> None:
 def write_latency(document: dict, stem: Path) -> None:
     rows = document["runs"]
     lines = [
-        "# End-to-end latency of `denoise live` through JACK (dummy backend)",
-        "",
-        f"`denoise bench latency` at {document['rate']} Hz, {rows[0]['seconds']:.0f} s per run, "
-        f"on {document['cpu_count']} CPU cores shared with a training run and other work "
-        f"(load average {document['load_before'][0]:.1f} before, {document['load_after'][0]:.1f} after).",
+        *header_markdown("End-to-end latency of `denoise live` through JACK (dummy backend)", document["header"]),
+        f"JACK dummy backend at {document['rate']} Hz, {rows[0]['seconds']:.0f} s per run, on a machine shared with "
+        f"a training run and other work (load average {document['load_after'][0]:.1f} at the end).",
         "",
         f"The machine itself: a real-time thread woke from 1 ms sleeps up to {document['stalls']['max_ms']:.1f} ms "
         f"late (p99 {document['stalls']['p99_ms']:.2f} ms; {document['stalls']['over_1ms_per_minute']:.0f} times "
@@ -327,12 +327,10 @@ def write_soak(document: dict, stem: Path) -> None:
     minutes = r["seconds"] / 60
     at_reported = sum(x["frames"] == round(live["latency_frames"]) for x in r["delays"])
     lines = [
-        f"# `denoise live` soak: {minutes:.0f} minutes through JACK",
-        "",
+        *header_markdown(f"`denoise live` soak: {minutes:.0f} minutes through JACK", document["header"]),
         f"JACK dummy backend at {document['rate']} Hz, period {r['period']} frames; `denoise live --headroom "
-        f"{r['headroom']} --hops-per-run {r['hops_per_run']}`; {document['cpu_count']} CPU cores shared with a "
-        "training run and other work (load average "
-        f"{document['load_before'][0]:.1f} before, {document['load_after'][0]:.1f} after).",
+        f"{r['headroom']} --hops-per-run {r['hops_per_run']}`; the machine is shared with a training run and other "
+        f"work (load average {document['load_after'][0]:.1f} at the end).",
         "",
         f"Issue 5 asks for 0 xruns and a drift within one block: xruns **{met(live['xruns']['total'] == 0)}**, "
         f"drift **{met(d['within_one_block'])}**.",
