@@ -61,7 +61,7 @@ class Meter:
         self.latency = latency_ms(bridge, device_latency_s)
         self._last = self._totals()
 
-    def _totals(self) -> tuple[float, float, float, int, float, float]:
+    def _totals(self) -> tuple[float, float, float, float, int, int]:
         b = self.bridge
         return (
             time.perf_counter(),
@@ -74,7 +74,7 @@ class Meter:
 
     def line(self, bypass: bool) -> str:
         now = self._totals()
-        wall, cpu, e_in, e_out, frames, seen = (a - b for a, b in zip(now, self._last))
+        wall, cpu, e_in, e_out, frames, _ = (a - b for a, b in zip(now, self._last))
         recent = np.array(self.bridge.compute_s[self._last[5] : now[5]]) * 1000
         self._last = now
         p50, p99 = np.percentile(recent, (50, 99)) if len(recent) else (0.0, 0.0)
