@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from realtime.cli import EXIT_OK
+from realtime.cli import EXIT_FAILED, EXIT_OK
 
 # Modules with register(bench_subparsers), one `denoise bench NAME` each.
 BENCH_MODULES: tuple[str, ...] = ("benchmarks.quality", "benchmarks.speed", "benchmarks.latency")
@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="score enhanced (or noisy, through a model) files against clean ones",
         description="Score PESQ-WB, STOI, ESTOI and SI-SDR per file, overall and per SNR band "
         "(when --csv has an snr_db column). Files pair by relative name. With --noisy, "
-        "the model denoises those files first.",
+        "the model denoises those files first. Exit 0: scored (what a metric cannot score, such as "
+        "silence, is listed on stderr); 1: some files could not be read; 2: usage error.",
     )
     p.add_argument("--clean", required=True, metavar="DIR", help="clean reference files")
     group = p.add_mutually_exclusive_group(required=True)
@@ -87,4 +88,4 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"not scored: {failure}", file=sys.stderr)
     if args.json:
         write_json_atomic(Path(args.json), report.to_dict())
-    return EXIT_OK
+    return EXIT_FAILED if any("read" in f.errors for f in report.files) else EXIT_OK

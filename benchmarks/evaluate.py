@@ -16,6 +16,8 @@ from benchmarks.metrics import METRICS, score
 from realtime.audio_io import AudioError, read_audio
 
 RATE = 16000
+MIN_SECONDS = 0.5  # PESQ needs 0.25 s; STOI needs 30 frames of 384 samples at 10 kHz (about 0.4 s)
+SILENT_PEAK = 1e-4  # below -80 dBFS everywhere: digital silence
 NAMES = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
 
 
@@ -106,11 +108,30 @@ def read_snr_csv(path: str | os.PathLike) -> dict[str, float]:
         raise AudioError(f"{p}: not a valid pairs CSV ({exc})") from None
 
 
+def unscorable(clean: np.ndarray, enhanced: np.ndarray, metrics: tuple[str, ...]) -> dict[str, str]:
+    """The metrics that cannot score this pair, with the reason in words (the libraries' own errors
+    for these cases are cryptic, and pystoi returns a meaningless 1e-5 instead of failing)."""
+    seconds = len(clean) / RATE
+    if seconds < MIN_SECONDS:
+        return {
+            m: f"too short to score ({seconds:.3f} s; PESQ and STOI need at least {MIN_SECONDS} s)" for m in metrics
+        }
+    if not np.any(np.abs(clean) > SILENT_PEAK):
+        return {
+            m: "the clean reference is silent: " + ("PESQ cannot score silence" if m.startswith("pesq") else "no score")
+            for m in metrics
+        }
+    if not np.any(np.abs(enhanced) > SILENT_PEAK):
+        return {m: "the enhanced file is silent: PESQ cannot score silence" for m in metrics if m.startswith("pesq")}
+    return {}
+
+
 def score_file(
     name: str, clean: np.ndarray, enhanced: np.ndarray, metrics: tuple[str, ...], max_delay: int
 ) -> FileScore:
-    values, errors, delay = score(clean, enhanced, RATE, metrics, max_delay)
-    return FileScore(name, values, errors, delay)
+    reasons = unscorable(clean, enhanced, metrics)
+    values, errors, delay = score(clean, enhanced, RATE, tuple(m for m in metrics if m not in reasons), max_delay)
+    return FileScore(name, values, {**errors, **reasons}, delay)
 
 
 def _score_paths(args: tuple[str, Path, Path, tuple[str, ...], int]) -> FileScore:

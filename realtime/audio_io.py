@@ -59,6 +59,14 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
     return info
 
 
+def is_truncated(info: sf._SoundFileInfo) -> bool:
+    """True when the header promised more audio data than the file holds (a cut-off WAV or AIFF):
+    libsndfile then reads what is there and notes the mismatch in its log."""
+    return any(
+        line.split(":")[0].strip() in ("data", "SSND") and "should be" in line for line in info.extra_info.splitlines()
+    )
+
+
 def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """Resample (frames,) or (frames, channels) float audio with soxr's high quality filter."""
     if rate_in == rate_out:

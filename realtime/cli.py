@@ -41,14 +41,8 @@ def _report(exc: Exception) -> int:
     """One line for errors users can cause; a traceback only for genuine bugs."""
     from realtime.audio_io import AudioError
 
-    known: tuple[type[Exception], ...] = (
-        AudioError,
-        FileNotFoundError,
-        PermissionError,
-        IsADirectoryError,
-        NotADirectoryError,
-        ValueError,
-    )
+    # OSError: missing or unwritable paths, a full disk, I/O errors: the machine's state, not a bug
+    known: tuple[type[Exception], ...] = (AudioError, OSError, ValueError)
     for module, name in (("training.checkpoint", "CheckpointError"), ("training.export", "ExportError")):
         loaded = sys.modules.get(module)  # only errors of modules that ran can have been raised
         if loaded is not None:

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from realtime.audio_io import AudioError, atomic_output, audio_info, list_audio, output_format
+from realtime.audio_io import AudioError, atomic_output, audio_info, is_truncated, list_audio, output_format
 from realtime.engine import Denoiser
 
 READ_SECONDS = 1.0  # file chunk size: memory stays constant whatever the file's length
@@ -194,7 +194,7 @@ def denoise_files(jobs: Iterable[Job], settings: Settings, sample_rate: int | No
     failures, seconds, start = 0, 0.0, time.perf_counter()
     done = 0
     with tqdm(
-        total=round(total, 2),
+        total=total,
         unit="s",
         unit_scale=False,
         desc="denoising",
@@ -203,15 +203,21 @@ def denoise_files(jobs: Iterable[Job], settings: Settings, sample_rate: int | No
     ) as bar:
         for job in jobs:
             try:
-                channels = audio_info(job.source).channels
-                if channels not in engines:
-                    engines[channels] = make_engine(settings, channels)
-                dur, bad = denoise_file(job, settings, sample_rate, engines[channels], bar.update)
+                info = audio_info(job.source)
+                if info.channels not in engines:
+                    engines[info.channels] = make_engine(settings, info.channels)
+                dur, bad = denoise_file(job, settings, sample_rate, engines[info.channels], bar.update)
                 seconds += dur
                 done += 1
                 if bad:
                     tqdm.write(
                         f"warning: {job.source}: {bad} NaN/infinite samples replaced by silence", file=sys.stderr
+                    )
+                if is_truncated(info):
+                    tqdm.write(
+                        f"warning: {job.source}: shorter than its header says (truncated?); "
+                        f"denoised the {dur:.2f} s it holds",
+                        file=sys.stderr,
                     )
             except (AudioError, ValueError, OSError) as exc:
                 failures += 1

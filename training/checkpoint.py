@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 LAST, PREV, BEST = "last.pt", "prev.pt", "best.pt"
+TEMP_SUFFIX = ".tmp"
 
 
 class CheckpointError(Exception):
@@ -22,17 +23,37 @@ class CheckpointError(Exception):
 
 
 def _write_temp(payload: dict[str, Any], folder: Path, name: str) -> str:
-    """Write `payload` completely (flushed to disk) to a temporary file in `folder`; return its path."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    """Write `payload` completely (flushed to disk) to a temporary file in `folder`; return its path.
+
+    A failed write (disk full, say) removes the temporary file and raises CheckpointError; the files
+    already there are untouched."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise CheckpointError(f"{folder / name}: cannot save the checkpoint ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:
+    except BaseException as exc:
         os.unlink(tmp)
-        raise
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a failed write
+            raise
+        # an OSError (a full disk, say), or torch's RuntimeError wrapping one
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{folder / name}: cannot save the checkpoint ({reason}); the previous checkpoint is kept"
+        ) from None
     return tmp
+
+
+def remove_unfinished(folder: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that a kill interrupted; returns them."""
+    stale = [p for name in (LAST, BEST) for p in folder.glob(f".{name}.*{TEMP_SUFFIX}")]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def save_atomic(payload: dict[str, Any], path: Path) -> None:
@@ -84,6 +105,8 @@ def load_latest(folder: Path) -> dict[str, Any] | None:
             errors.append(str(exc))
             print(f"warning: {exc}; trying the previous checkpoint", file=sys.stderr)
             continue
+        if errors:
+            print(f"resuming from {path} (step {payload.get('step', '?')})", file=sys.stderr)
         return payload
     if errors:
         raise CheckpointError("; ".join(errors))

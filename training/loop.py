@@ -19,7 +19,16 @@ from tqdm import tqdm
 from benchmarks.metrics import score
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet
-from training.checkpoint import BEST, CheckpointError, load_latest, save_atomic, save_checkpoint
+from training.checkpoint import (
+    BEST,
+    LAST,
+    PREV,
+    CheckpointError,
+    load_latest,
+    remove_unfinished,
+    save_atomic,
+    save_checkpoint,
+)
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.losses import enhancement_loss
@@ -102,7 +111,7 @@ def train(
     payload = load_latest(out_dir) if resume else None
     if resume and payload is None:
         raise CheckpointError(f"{out_dir}: no checkpoint to resume from")
-    if payload is None and (out_dir / "last.pt").exists():
+    if payload is None and any((out_dir / name).exists() for name in (LAST, PREV)):
         raise CheckpointError(f"{out_dir}: holds a training run already; pass --resume or choose another --out")
     if payload is not None:
         model_config = TasNetConfig.from_dict(payload["model_config"])
@@ -164,7 +173,10 @@ def train(
         dynamic_ncols=True,
     )
     last_save = time.monotonic()
-    window_start, window_steps, window_loss, window_score = time.monotonic(), 0, 0.0, 0.0
+    if rank == 0:
+        for stale in remove_unfinished(out_dir):
+            print(f"removed {stale}: a checkpoint write that was interrupted", file=sys.stderr)
+    window_start, window_steps, window_good, window_loss, window_score = time.monotonic(), 0, 0, 0.0, 0.0
     model.train()
     while step < end_step and not stop["now"] and time.monotonic() < deadline:
         t0, c0 = time.monotonic(), time.process_time()
@@ -190,25 +202,28 @@ def train(
         cpu_seconds += (time.process_time() - c0) * world
         wall_seconds += time.monotonic() - t0
         window_steps += 1
-        window_loss += loss.item() if not note else 0.0
-        window_score += sdr.item() if not note else 0.0
+        if not note:  # means over the steps taken: a skipped step's loss is not finite
+            window_good += 1
+            window_loss += loss.item()
+            window_score += sdr.item()
         bar.update(1)
         if step % 50 == 0 or step == end_step:
             rate = window_steps / max(1e-9, time.monotonic() - window_start)
             row = dict(
                 step=step,
                 kind="train",
-                loss=f"{window_loss / window_steps:.4f}",
-                si_sdr=f"{window_score / window_steps:.3f}",
+                loss=f"{window_loss / window_good:.4f}" if window_good else "nan",
+                si_sdr=f"{window_score / window_good:.3f}" if window_good else "nan",
                 lr=f"{scheduler.get_last_lr()[0]:.3e}",
                 steps_per_s=f"{rate:.3f}",
                 x_realtime=f"{rate * audio_per_step:.2f}",
                 cpu_hours=f"{cpu_seconds / 3600:.3f}",
+                note=f"{window_steps - window_good} steps skipped" if window_good < window_steps else "",
             )
             bar.set_postfix(loss=row["loss"], sisdr=row["si_sdr"], xRT=row["x_realtime"])
             if log:
                 log.write(**row)
-            window_start, window_steps, window_loss, window_score = time.monotonic(), 0, 0.0, 0.0
+            window_start, window_steps, window_good, window_loss, window_score = time.monotonic(), 0, 0, 0.0, 0.0
         if rank == 0 and data.val_clean and step % config.val_every == 0:
             metrics = validate(model, data)
             current = metrics["pesq_wb"]

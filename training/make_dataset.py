@@ -34,12 +34,17 @@ def make_dataset(
         raise AudioError(f"--count must be at least 1, got {count}")
     if seconds <= 0:
         raise AudioError(f"--seconds must be positive, got {seconds}")
+    clean_dir, noisy_dir = out / CLEAN_DIR / split, out / NOISY_DIR / split
+    for folder in (*speech, *noise):  # the inputs must stay as they are: no file written over or among them
+        source = Path(folder).resolve()
+        for target in (clean_dir.resolve(), noisy_dir.resolve()):
+            if source.is_relative_to(target) or target.is_relative_to(source):
+                raise AudioError(f"{out}: would write {target} among the input files of {folder}; choose another --out")
     mixer = Mixer(
         load_corpus(speech, sample_rate, "speech"),
         load_corpus(noise, sample_rate, "noise"),
         MixConfig(seconds=seconds, snr_db=snr_db, sample_rate=sample_rate),
     )
-    clean_dir, noisy_dir = out / CLEAN_DIR / split, out / NOISY_DIR / split
     try:
         clean_dir.mkdir(parents=True, exist_ok=True)
         noisy_dir.mkdir(parents=True, exist_ok=True)

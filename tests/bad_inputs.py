@@ -1,0 +1,656 @@
+"""The bad-input and fault corpus (issue 6): every case is built at run time in its own folder, run through
+the real `denoise` command in a fresh interpreter, and judged by one set of rules (`run_case`), shared by
+tests/test_reliability.py and benchmarks/reliability.py.
+
+A case either works (the expected exit; a denoised file has the input's rate, channels, sample format and
+length, and is finite and within full scale) or fails cleanly (the expected non-zero exit, a message naming
+the file and the reason, no traceback, no new file). In every case the inputs keep their checksums and no
+temporary file (`.*.part`, `.*.tmp`) is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from helpers import write_tone_noise
+
+from realtime.model_file import default_model_path
+
+DATA = Path(__file__).parent / "data"
+SPEECH, NOISE = DATA / "speech", DATA / "noise"
+RATES = (8000, 22050, 44100, 48000, 96000)
+CHANNELS = (1, 2, 6)
+SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
+TINY_MODEL = ["--N", "16", "--B", "16", "--H", "16", "--X", "2", "--R", "1", "--L", "16"]
+TINY_RUN = [*TINY_MODEL, "--batch-size", "2", "--seconds", "0.5", "--threads", "1", "--val-every", "1000"]
+TEMP_FILE = re.compile(r"^\..*\.(part|tmp)$")
+MESSAGE = re.compile(r"((denoise|error|warning|not scored|step \d+):|(skipped|saved|removed|resuming) ).*")
+
+
+@dataclass
+class Case:
+    """One `denoise` command on prepared files, and what it must do."""
+
+    root: Path  # the case's folder: paths in reports are shown relative to it
+    argv: list[str]  # the command line after `denoise`
+    code: int  # expected exit status
+    says: tuple[str, ...] = ()  # must appear in the output (stderr, or stdout for training's step notes)
+    denies: tuple[str, ...] = ()  # must not appear in the output
+    inputs: list[Path] = field(default_factory=list)  # files and folders whose checksums must not change
+    outputs: list[Path] = field(default_factory=list)  # folders where no temporary file may stay
+    produces: list[Path] = field(default_factory=list)  # files a working case writes
+    like: Path | None = None  # the input that `produces[0]` must match (rate, channels, format, length)
+    max_file_bytes: int | None = None  # RLIMIT_FSIZE for the command: a disk that fills up mid-write
+    cache: Path | None = None  # RTDENOISE_CACHE (default: in the case folder)
+    note: str = ""  # how the fault was made, for the report
+    verify: Callable[[], list[str]] | None = None  # further checks after the run; returns the problems
+
+
+@dataclass
+class Outcome:
+    """What a case's command did, and every promise it broke (`problems`)."""
+
+    case: Case
+    code: int
+    message: str
+    inputs_unchanged: bool
+    partial_left: list[str]
+    problems: list[str]
+
+
+# -- running and judging ----------------------------------------------------------------------------------------
+def digest(path: Path) -> dict[str, str]:
+    """sha256 of a file, or of every file under a folder (by relative path)."""
+    if path.is_file():
+        return {"": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {p.relative_to(path).as_posix(): digest(p)[""] for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def files_in(folder: Path, root: Path) -> set[Path]:
+    """Files under `folder`; only its own entries for a system folder outside the case (/sys)."""
+    if not folder.is_dir():
+        return set()
+    found = folder.rglob("*") if folder.is_relative_to(root) else folder.glob("*")
+    return {p for p in found if p.is_file() or TEMP_FILE.match(p.name)}
+
+
+def _limit_file_size(limit: int) -> Callable[[], None]:
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def run_case(case: Case, timeout: float = 600) -> Outcome:
+    """Run the case's command as a user would and check every promise."""
+    before = {p: digest(p) for p in case.inputs}
+    existing = set().union(*(files_in(f, case.root) for f in case.outputs))
+    env = {**os.environ, "RTDENOISE_CACHE": str(case.cache or case.root / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "realtime.cli", *case.argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=case.root,
+        preexec_fn=_limit_file_size(case.max_file_bytes) if case.max_file_bytes else None,
+    )
+    output = proc.stderr + proc.stdout
+    problems = []
+    if proc.returncode != case.code:
+        problems.append(f"exit {proc.returncode}, expected {case.code}")
+    if "Traceback" in output:
+        problems.append("traceback")
+    if case.code and not proc.stderr.strip():
+        problems.append("failed without saying why")
+    problems += [f"does not say {s!r}" for s in case.says if s not in output]
+    problems += [f"says {s!r}" for s in case.denies if s in output]
+    changed = [str(p) for p, d in before.items() if digest(p) != d]
+    problems += [f"input changed: {p}" for p in changed]
+    after = set().union(*(files_in(f, case.root) for f in case.outputs))
+    partial = sorted(
+        str(p.relative_to(case.root) if p.is_relative_to(case.root) else p) for p in after if TEMP_FILE.match(p.name)
+    )
+    problems += [f"temporary file left: {p}" for p in partial]
+    if proc.returncode != 0:
+        problems += [f"failed but wrote {p}" for p in sorted(after - existing) if not TEMP_FILE.match(p.name)]
+    else:
+        problems += [f"missing output {p}" for p in case.produces if not p.is_file()]
+        if case.like is not None and case.produces and case.produces[0].is_file():
+            problems += _compare_audio(case.produces[0], case.like)
+    if case.verify is not None:
+        problems += case.verify()
+    lines = [m.group(0).strip() for line in output.splitlines() if (m := MESSAGE.search(line))]  # after any bar
+    message = " / ".join(dict.fromkeys(lines)).replace(f"{case.root}/", "")
+    return Outcome(case, proc.returncode, message, not changed, partial, problems)
+
+
+def _compare_audio(out: Path, source: Path) -> list[str]:
+    """A denoised file keeps the input's rate, channels, sample format and length, finite and unclipped."""
+    a, b = sf.info(str(source)), sf.info(str(out))
+    problems = [
+        f"{name} {got} != input's {want}"
+        for name, want, got in (
+            ("rate", a.samplerate, b.samplerate),
+            ("channels", a.channels, b.channels),
+            ("frames", a.frames, b.frames),
+            ("format", a.subtype, b.subtype),
+        )
+        if want != got
+    ]
+    data, _ = sf.read(str(out), dtype="float32", always_2d=True)
+    if not np.isfinite(data).all():
+        problems.append("non-finite output samples")
+    elif data.size and np.abs(data).max() > 1.0:
+        problems.append(f"output beyond full scale ({np.abs(data).max():.3f})")
+    return problems
+
+
+def command_line(case: Case) -> str:
+    """The command as a user would type it, with paths relative to the case folder."""
+    repo = f"{DATA.parent.parent}/"
+    words = ["denoise", *(a.replace(f"{case.root}/", "").replace(repo, "") for a in case.argv)]
+    limit = f"ulimit -f {case.max_file_bytes // 1024}; " if case.max_file_bytes else ""
+    return limit + " ".join(words)
+
+
+# -- building blocks --------------------------------------------------------------------------------------------
+def tone(path: Path, seconds: float = 0.5, rate: int = 16000, channels: int = 1, subtype: str = "PCM_16") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_tone_noise(path, seconds, rate, channels, subtype=subtype)
+    return path
+
+
+def write(path: Path, data: np.ndarray, rate: int = 16000, subtype: str = "FLOAT") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), data.astype(np.float32), rate, subtype=subtype)
+    return path
+
+
+def unwritable_folder(root: Path) -> Path:
+    """A folder this user cannot create files in: a read-only one, or /sys for root (who ignores modes)."""
+    folder = root / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return Path("/sys") if os.access(folder, os.W_OK) else folder
+
+
+def sine(seconds: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def garbage(path: Path, size: int = 5000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(0).bytes(size))
+    return path
+
+
+def file_works(root: Path, source: Path, says: tuple[str, ...] = ()) -> Case:
+    """`denoise file SOURCE -o out/SOURCE` must write a file like the source."""
+    out = root / "out" / source.name
+    argv = ["file", str(source), "-o", str(out), "--quiet"]
+    return Case(root, argv, 0, says, inputs=[source], outputs=[out.parent], produces=[out], like=source)
+
+
+def file_fails(
+    root: Path, source: Path, code: int, says: tuple[str, ...], *extra: str, out: Path | None = None
+) -> Case:
+    """`denoise file SOURCE -o OUT EXTRA...` must fail with `code`, saying `says`, writing nothing."""
+    out = out or root / "out" / source.name
+    inputs = [p for p in (source, *map(Path, extra)) if p.exists()]
+    argv = ["file", str(source), "-o", str(out), "--quiet", *extra]
+    return Case(root, argv, code, says, inputs=inputs, outputs=[out.parent])
+
+
+def sound(root: Path) -> Path:
+    return tone(root / "in.wav")
+
+
+# -- denoise file ------------------------------------------------------------------------------------------------
+def _missing(root: Path) -> Case:
+    return file_fails(root, root / "missing.wav", 2, ("missing.wav", "no such file"))
+
+
+def _empty(root: Path) -> Case:
+    (root / "empty.wav").write_bytes(b"")
+    return file_fails(root, root / "empty.wav", 1, ("empty.wav", "not a readable audio file"))
+
+
+def _zero_length(root: Path) -> Case:
+    return file_fails(root, write(root / "zero.wav", np.zeros((0, 1))), 1, ("zero.wav", "contains no audio samples"))
+
+
+def _not_audio(root: Path) -> Case:
+    return file_fails(root, garbage(root / "noise.wav"), 1, ("noise.wav", "not a readable audio file"))
+
+
+def _truncated_wav(root: Path) -> Case:
+    whole = tone(root / "whole.wav", 1.0).read_bytes()
+    (root / "cut.wav").write_bytes(whole[: len(whole) // 2 + 1])  # mid-sample, too
+    return file_works(root, root / "cut.wav", ("cut.wav", "shorter than its header says"))
+
+
+def _truncated_flac(root: Path) -> Case:
+    whole = tone(root / "whole.flac", 2.0, 48000, 2, "PCM_24").read_bytes()
+    (root / "cut.flac").write_bytes(whole[: len(whole) // 2])
+    return file_fails(root, root / "cut.flac", 1, ("error: ", "cut.flac"))
+
+
+def _nan_inf(root: Path) -> Case:
+    x = sine(1.0)
+    x[100:200], x[300], x[400] = np.nan, np.inf, -np.inf
+    src = write(root / "nan.wav", x)
+    return file_works(root, src, ("nan.wav", "102 NaN/infinite samples replaced by silence"))
+
+
+def _clipped(root: Path) -> Case:
+    return file_works(root, write(root / "clipped.wav", np.clip(sine(1.0) * 20, -1, 1), subtype="PCM_16"))
+
+
+def _beyond_full_scale(root: Path) -> Case:
+    return file_works(root, write(root / "loud.wav", sine(1.0) * 8 / 0.3))
+
+
+def _dc(root: Path) -> Case:
+    return file_works(root, write(root / "dc.wav", sine(1.0) + 0.5))
+
+
+def _silence(root: Path) -> Case:
+    return file_works(root, write(root / "silence.wav", np.zeros(16000), subtype="PCM_16"))
+
+
+def _shorter_than_window(root: Path) -> Case:
+    return file_works(root, write(root / "short.wav", sine(20 / 16000)))  # the model's window is 64 samples
+
+
+def _one_sample(root: Path) -> Case:
+    return file_works(root, write(root / "one.wav", sine(1 / 48000, 48000), 48000))
+
+
+def _rate(rate: int) -> Callable[[Path], Case]:
+    return lambda root: file_works(root, tone(root / f"r{rate}.wav", rate=rate))
+
+
+def _channels(channels: int) -> Callable[[Path], Case]:
+    return lambda root: file_works(root, tone(root / f"c{channels}.wav", 0.5, 44100, channels))
+
+
+def _subtype(subtype: str) -> Callable[[Path], Case]:
+    return lambda root: file_works(root, tone(root / f"{subtype.lower()}.wav", subtype=subtype))
+
+
+def _unwritable(root: Path) -> Case:
+    folder = unwritable_folder(root)
+    return file_fails(root, sound(root), 1, (str(folder), "cannot write here"), out=folder / "in.wav")
+
+
+def _folder_blocked_by_file(root: Path) -> Case:
+    src = sound(root)
+    return file_fails(root, src, 1, ("in.wav/sub", "Not a directory"), out=src / "sub" / "out.wav")
+
+
+def _output_is_input(root: Path) -> Case:
+    src = sound(root)
+    return file_fails(root, src, 1, ("in.wav", "refusing to overwrite an input file"), out=src)
+
+
+def _output_links_to_input(root: Path) -> Case:
+    src = sound(root)
+    (root / "link.wav").symlink_to(src)
+    return file_fails(root, src, 1, ("link.wav", "refusing to overwrite an input file"), out=root / "link.wav")
+
+
+def _output_folder_is_input_folder(root: Path) -> Case:
+    folder = sound(root / "in").parent
+    argv = ["file", str(folder), "-o", str(folder), "--quiet"]
+    return Case(root, argv, 2, ("output folder is the input folder",), inputs=[folder], outputs=[folder])
+
+
+def _unknown_format(root: Path) -> Case:
+    return file_fails(root, sound(root), 1, ("out.xyz", "unknown output format"), out=root / "out" / "out.xyz")
+
+
+def _model(root: Path, onnx: bytes | None, sidecar: bool) -> Path:
+    model = root / "model.onnx"
+    if onnx is not None:
+        model.write_bytes(onnx)
+    if sidecar:
+        model.with_suffix(".json").write_bytes(default_model_path().with_suffix(".json").read_bytes())
+    return model
+
+
+def _corrupted_model(root: Path) -> Case:
+    model = _model(root, default_model_path().read_bytes()[:3000], sidecar=True)
+    return file_fails(root, sound(root), 2, ("model.onnx", "cannot load the model"), "--model", str(model))
+
+
+def _missing_model(root: Path) -> Case:
+    model = _model(root, None, sidecar=True)
+    return file_fails(root, sound(root), 2, ("model.onnx", "model file not found"), "--model", str(model))
+
+
+def _model_without_sidecar(root: Path) -> Case:
+    model = _model(root, default_model_path().read_bytes(), sidecar=False)
+    return file_fails(root, sound(root), 2, ("model.json", "sidecar JSON is missing"), "--model", str(model))
+
+
+# -- denoise eval ------------------------------------------------------------------------------------------------
+Writer = Callable[[Path], object]
+
+
+def empty_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
+
+
+def folder_only(path: Path) -> None:
+    empty_folder(path.parent)
+
+
+def one_second(path: Path) -> Path:
+    return tone(path, 1.0)
+
+
+def eval_case(
+    root: Path, code: int, says: tuple[str, ...], enhanced: Writer | None, *extra: str, clean: Writer = one_second
+) -> Case:
+    """Score enhanced/x.wav against clean/x.wav, each made by its writer (None: no enhanced folder)."""
+    clean(root / "clean" / "x.wav")
+    if enhanced is not None:
+        enhanced(root / "enhanced" / "x.wav")
+    argv = ["eval", "--clean", str(root / "clean"), "--enhanced", str(root / "enhanced"), "--jobs", "1", *extra]
+    denies = ("not scored",) if code == 0 and not says else ()
+    inputs = [p for p in (root / "clean", root / "enhanced") if p.exists()]
+    return Case(root, argv, code, says, denies, inputs)
+
+
+def _eval_json_unwritable(root: Path) -> Case:
+    folder = unwritable_folder(root)
+    case = eval_case(root, 2, (str(folder), "cannot write here"), one_second, "--json", str(folder / "s.json"))
+    case.outputs = [folder]
+    return case
+
+
+def _eval_noisy_corrupted_model(root: Path) -> Case:
+    model = _model(root, default_model_path().read_bytes()[:3000], sidecar=True)
+    one_second(root / "clean" / "x.wav")
+    one_second(root / "noisy" / "x.wav")
+    argv = ["eval", "--clean", str(root / "clean"), "--noisy", str(root / "noisy"), "--model", str(model)]
+    return Case(root, argv, 2, ("model.onnx", "cannot load the model"), inputs=[root / "clean", root / "noisy", model])
+
+
+# -- denoise make-dataset --------------------------------------------------------------------------------------
+def dataset_case(
+    root: Path, code: int, says: tuple[str, ...], speech: Path = SPEECH, noise: Path = NOISE, out: Path | None = None
+) -> Case:
+    out = out or root / "dataset"
+    argv = ["make-dataset", "--speech", str(speech), "--noise", str(noise), "--out", str(out)]
+    argv += ["--count", "2", "--seconds", "0.5"]
+    produces = [out / "train.csv", out / "voice_origin/train/train_0001.flac", out / "denoising/train/train_0001.flac"]
+    inputs = [p for p in (speech, noise) if p.exists()]
+    return Case(root, argv, code, says, inputs=inputs, outputs=[out], produces=produces if code == 0 else [])
+
+
+def unreadable_folder(folder: Path) -> Path:
+    """Audio names, no audio: random bytes, an empty file, a header without samples."""
+    garbage(folder / "junk.wav")
+    (folder / "empty.flac").write_bytes(b"")
+    write(folder / "zero.wav", np.zeros((0, 1)))
+    return folder
+
+
+def _dataset_mixed_folder(root: Path) -> Case:
+    speech = root / "speech"
+    shutil.copytree(SPEECH, speech)
+    unreadable_folder(speech)
+    x = sine(0.5)
+    x[10] = np.nan
+    write(speech / "nan.wav", x)
+    tone(speech / "stereo48k.flac", 1.0, 48000, 2, "PCM_24")
+    write(speech / "tiny.wav", sine(20 / 16000))
+    return dataset_case(root, 0, ("skipped", "junk.wav", "empty.flac", "zero.wav", "nan.wav"), speech=speech)
+
+
+def _dataset_over_inputs(root: Path) -> Case:
+    speech = root / "data" / "voice_origin" / "train"
+    shutil.copytree(SPEECH, speech)
+    return dataset_case(root, 2, ("among the input files",), speech=speech, out=root / "data")
+
+
+# -- denoise train ------------------------------------------------------------------------------------------------
+def shared_folder(root: Path) -> Path:
+    """Beside every case folder (pytest's tmp_path, or the benchmark's): one tiny run for the faults to copy."""
+    return root.parent / "shared"
+
+
+def base_run(root: Path) -> Path:
+    """A copy of a tiny training run that saved every step (last.pt and prev.pt at step 2)."""
+    shared = shared_folder(root)
+    base = shared / "run"
+    if not (base / "last.pt").exists():
+        argv = ["train", "--speech", str(SPEECH), "--noise", str(NOISE), "--out", str(base), *TINY_RUN]
+        proc = subprocess.run(
+            [sys.executable, "-m", "realtime.cli", *argv, "--steps", "2", "--checkpoint-minutes", "0"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "RTDENOISE_CACHE": str(shared / "cache")},
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"the tiny training run failed: {proc.stderr[-2000:]}")
+    return Path(shutil.copytree(base, root / "run"))
+
+
+def train_case(root: Path, code: int, says: tuple[str, ...], speech: Path = SPEECH, noise: Path = NOISE) -> Case:
+    run = root / "run"
+    argv = ["train", "--speech", str(speech), "--noise", str(noise), "--out", str(run), *TINY_RUN, "--steps", "2"]
+    return Case(root, argv, code, says, inputs=[p for p in (speech, noise) if p.exists()], outputs=[run])
+
+
+def resume_case(root: Path, run: Path, steps: int, code: int, says: tuple[str, ...]) -> Case:
+    argv = ["train", "--out", str(run), "--resume", "--steps", str(steps)]
+    produces = [run / "last.pt"] if code == 0 else []
+    return Case(root, argv, code, says, outputs=[run], produces=produces, cache=shared_folder(root) / "cache")
+
+
+def _train_corrupted_checkpoints(root: Path) -> Case:
+    run = root / "run"
+    for name in ("last.pt", "prev.pt"):
+        garbage(run / name)
+    case = resume_case(root, run, 4, 2, ("last.pt", "prev.pt", "unreadable checkpoint"))
+    case.inputs = [run / "last.pt", run / "prev.pt"]
+    return case
+
+
+def _train_nan_loss(root: Path) -> Case:
+    """A learning rate of 1e30 blows the weights up after one step: every later loss is infinite or NaN."""
+    case = train_case(root, 0, ("skipped step: non-finite loss", "at step 3"))
+    case.argv[-1] = "3"
+    case.argv += ["--lr", "1e30"]
+    case.produces = [root / "run" / "last.pt"]
+
+    def logged() -> list[str]:
+        log = root / "run" / "train_log.csv"
+        rows = log.read_text().splitlines() if log.exists() else []
+        return [] if any(",skip," in r and "non-finite loss" in r for r in rows) else ["skipped steps not logged"]
+
+    case.verify = logged
+    return case
+
+
+def _train_resume_corrupted_last(root: Path) -> Case:
+    run = base_run(root)
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    case = resume_case(root, run, 4, 0, ("last.pt: unreadable checkpoint", "resuming from", "prev.pt", "at step 4"))
+    case.note = "last.pt cut to half its size"
+    return case
+
+
+def _train_disk_full(root: Path) -> Case:
+    run = base_run(root)
+    size = (run / "last.pt").stat().st_size
+    case = resume_case(root, run, 4, 2, ("last.pt: cannot save the checkpoint", "previous checkpoint is kept"))
+    case.inputs = [run / "last.pt", run / "prev.pt"]
+    case.max_file_bytes = size // 2
+    case.note = f"files limited to {size // 2} bytes (RLIMIT_FSIZE), half a checkpoint"
+    return case
+
+
+def _proc_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def kill_during_checkpoint_write(proc: subprocess.Popen, run: Path, timeout: float = 300) -> Path:
+    """SIGKILL `proc` while it writes a checkpoint; returns the temporary file the write leaves behind.
+
+    Each time a checkpoint's temporary file appears the process is frozen (SIGSTOP); if the file is still there
+    and has data, the write was under way and the process gets SIGKILL, else it goes on (SIGCONT)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        temps = list(run.glob(".last.pt.*.tmp"))
+        if not temps:
+            time.sleep(0.0002)
+            continue
+        os.kill(proc.pid, signal.SIGSTOP)
+        while proc.poll() is None and _proc_state(proc.pid) != "T":
+            time.sleep(0.0001)
+        if temps[0].exists() and temps[0].stat().st_size:
+            proc.kill()
+            proc.wait()
+            return temps[0]
+        os.kill(proc.pid, signal.SIGCONT)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("the training ended or timed out before a checkpoint write could be interrupted")
+
+
+def _train_kill_during_checkpoint_write(root: Path) -> Case:
+    from training.checkpoint import load_latest
+
+    run = base_run(root)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realtime.cli", "train", "--out", str(run), "--resume", "--steps", "1000000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "RTDENOISE_CACHE": str(shared_folder(root) / "cache")},
+    )
+    temp = kill_during_checkpoint_write(proc, run)
+    step = load_latest(run)["step"]
+    case = resume_case(root, run, step + 2, 0, ("removed", temp.name, "interrupted", f"at step {step + 2}"))
+    size = (run / "prev.pt").stat().st_size
+    case.note = f"kill -9 while {temp.name} held {temp.stat().st_size} of {size} bytes; last complete: step {step}"
+    return case
+
+
+# -- denoise live ---------------------------------------------------------------------------------------------------
+def _live_unknown_device(root: Path) -> Case:
+    argv = ["live", "--input", "no-such-device", "--duration", "1"]
+    return Case(root, argv, 2, ("no-such-device", "denoise devices"))
+
+
+# -- the corpus ----------------------------------------------------------------------------------------------------
+CASES: dict[str, Callable[[Path], Case]] = {
+    "file: missing path": _missing,
+    "file: empty file (0 bytes)": _empty,
+    "file: zero-length audio (header, no samples)": _zero_length,
+    "file: non-audio bytes with a .wav name": _not_audio,
+    "file: truncated WAV (cut mid-sample)": _truncated_wav,
+    "file: truncated FLAC": _truncated_flac,
+    "file: NaN and Inf samples in a float WAV": _nan_inf,
+    "file: full-scale clipping": _clipped,
+    "file: beyond full scale (float, peaks at 8)": _beyond_full_scale,
+    "file: DC offset (+0.5)": _dc,
+    "file: silence": _silence,
+    "file: shorter than one model window (20 samples)": _shorter_than_window,
+    "file: one sample at 48 kHz": _one_sample,
+    **{f"file: {rate / 1000:g} kHz": _rate(rate) for rate in RATES},
+    **{f"file: {n} channel{'s' * (n > 1)}": _channels(n) for n in CHANNELS},
+    **{f"file: {subtype} WAV": _subtype(subtype) for subtype in SUBTYPES},
+    "file: unwritable output folder": _unwritable,
+    "file: output folder path blocked by a file": _folder_blocked_by_file,
+    "file: output equal to input": _output_is_input,
+    "file: output a symlink to the input": _output_links_to_input,
+    "file: output folder equal to input folder": _output_folder_is_input_folder,
+    "file: unknown output format": _unknown_format,
+    "file: corrupted model file": _corrupted_model,
+    "file: missing model file": _missing_model,
+    "file: model without its sidecar JSON": _model_without_sidecar,
+    "eval: missing folder": lambda root: eval_case(root, 2, ("enhanced", "no such folder"), None),
+    "eval: empty folder": lambda root: eval_case(root, 2, ("enhanced", "no audio files found"), folder_only),
+    "eval: non-audio bytes with a .wav name": lambda root: eval_case(
+        root, 1, ("x.wav", "not a readable audio file"), garbage
+    ),
+    "eval: zero-length audio": lambda root: eval_case(
+        root, 1, ("x.wav", "contains no audio samples"), lambda p: write(p, np.zeros((0, 1)))
+    ),
+    "eval: NaN samples": lambda root: eval_case(
+        root, 1, ("x.wav", "contains NaN or infinite samples"), lambda p: write(p, np.full(16000, np.nan))
+    ),
+    "eval: silent enhanced file": lambda root: eval_case(
+        root,
+        0,
+        ("x.wav: pesq_wb: the enhanced file is silent: PESQ cannot score silence",),
+        lambda p: write(p, np.zeros(16000)),
+    ),
+    "eval: silent clean reference": lambda root: eval_case(
+        root,
+        0,
+        ("x.wav: pesq_wb: the clean reference is silent",),
+        one_second,
+        clean=lambda p: write(p, np.zeros(16000)),
+    ),
+    "eval: shorter than one model window": lambda root: eval_case(
+        root,
+        0,
+        ("x.wav: pesq_wb: too short to score",),
+        lambda p: write(p, sine(20 / 16000)),
+        clean=lambda p: write(p, sine(20 / 16000)),
+    ),
+    "eval: 48 kHz stereo 24-bit against 16 kHz mono": lambda root: eval_case(
+        root, 0, (), lambda p: tone(p, 1.0, 48000, 2, "PCM_24")
+    ),
+    "eval: unwritable --json folder": _eval_json_unwritable,
+    "eval --noisy: corrupted model file": _eval_noisy_corrupted_model,
+    "make-dataset: missing speech folder": lambda root: dataset_case(
+        root, 2, ("nope", "no such folder"), speech=root / "nope"
+    ),
+    "make-dataset: empty noise folder": lambda root: dataset_case(
+        root, 2, ("empty", "no audio files found"), noise=empty_folder(root / "empty")
+    ),
+    "make-dataset: only unreadable files": lambda root: dataset_case(
+        root, 2, ("skipped", "junk.wav", "no readable audio"), speech=unreadable_folder(root / "bad")
+    ),
+    "make-dataset: only silent noise": lambda root: dataset_case(
+        root, 2, ("every noise clip is silent",), noise=write(root / "quiet" / "s.wav", np.zeros(16000)).parent
+    ),
+    "make-dataset: unwritable output folder": lambda root: dataset_case(
+        root, 2, ("cannot create the dataset folders",), out=unwritable_folder(root) / "dataset"
+    ),
+    "make-dataset: output over its own inputs": _dataset_over_inputs,
+    "make-dataset: odd files among good ones": _dataset_mixed_folder,
+    "train: missing speech folder": lambda root: train_case(root, 2, ("nope", "no such folder"), speech=root / "nope"),
+    "train: empty noise folder": lambda root: train_case(
+        root, 2, ("empty", "no audio files found"), noise=empty_folder(root / "empty")
+    ),
+    "train: only unreadable files": lambda root: train_case(
+        root, 2, ("no readable audio",), speech=unreadable_folder(root / "bad")
+    ),
+    "train: --resume, both checkpoints corrupted": _train_corrupted_checkpoints,
+    "train: NaN loss": _train_nan_loss,
+    "train: --resume after kill -9 during a checkpoint write": _train_kill_during_checkpoint_write,
+    "train: disk full during a checkpoint write": _train_disk_full,
+    "train: --resume from a corrupted last.pt": _train_resume_corrupted_last,
+    "live: unknown device name": _live_unknown_device,
+}
