@@ -85,8 +85,8 @@ class SignalProcessor:
         if self._skip:
             drop = min(self._skip, len(y))
             y, self._skip = y[drop:], self._skip - drop
-        if self._up:
-            y = self._up.resample_chunk(y, last=last)
+        if self._up:  # the resampler's filter rings: a full-scale signal would overshoot it
+            y = np.clip(self._up.resample_chunk(y, last=last), -1.0, 1.0)
         if last:  # exactly the input's duration at the output rate
             want = round(self.frames_in * self.rate_out / self.rate_in) - self._frames_out
             y = (

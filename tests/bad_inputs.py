@@ -256,11 +256,11 @@ def _nan_inf(root: Path) -> Case:
 
 
 def _clipped(root: Path) -> Case:
-    return file_works(root, write(root / "clipped.wav", np.clip(sine(1.0) * 20, -1, 1), subtype="PCM_16"))
+    return file_works(root, write(root / "clipped.wav", np.clip(sine(1.0, 48000) * 20, -1, 1), 48000))
 
 
 def _beyond_full_scale(root: Path) -> Case:
-    return file_works(root, write(root / "loud.wav", sine(1.0) * 8 / 0.3))
+    return file_works(root, write(root / "loud.wav", sine(1.0, 48000) * 8 / 0.3, 48000))
 
 
 def _dc(root: Path) -> Case:
@@ -569,8 +569,8 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: truncated WAV (cut mid-sample)": _truncated_wav,
     "file: truncated FLAC": _truncated_flac,
     "file: NaN and Inf samples in a float WAV": _nan_inf,
-    "file: full-scale clipping": _clipped,
-    "file: beyond full scale (float, peaks at 8)": _beyond_full_scale,
+    "file: full-scale clipping (48 kHz float)": _clipped,
+    "file: beyond full scale (48 kHz float, peaks at 8)": _beyond_full_scale,
     "file: DC offset (+0.5)": _dc,
     "file: silence": _silence,
     "file: shorter than one model window (20 samples)": _shorter_than_window,
