@@ -37,6 +37,7 @@ TIME = "/usr/bin/time"  # GNU time: apt-get install time
 EXAMPLE = default_model_path().parent / "example_noisy.flac"
 TAIL_SECONDS, CONTEXT_SECONDS = 5, 10  # compare the last 5 s with an offline run on the last 10 s
 MODEL_HOP, MODEL_RATE = 32, 16000
+QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 
 @dataclass
@@ -164,22 +165,23 @@ def tail_error(source: Path, out: Path) -> float:
 
 def fmt_duration(seconds: float) -> str:
     if seconds >= 3600:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s"
 
 
-def report(results: list[Result], scale: float) -> str:
+def report(results: list[Result], scale: float, load_before: str) -> str:
     command = "python -m benchmarks.load" + (f" --scale {scale:g}" if scale != 1 else "")
     cores = os.cpu_count()
-    load_avg = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    load_avg = _load_average()
     lines = [
         "# Load: long files and many files",
         "",
         f"Command: `{command}`  ",
-        f"Date: {time.strftime('%Y-%m-%d')}; {platform.machine()}, {cores} cores; load average at the end "
-        f"{load_avg}. Each run: `/usr/bin/time -v python -m realtime.cli file INPUT -o OUTPUT --quiet` (that is, "
-        "`denoise file`), defaults (block 160, 1 onnxruntime thread), inputs 16-bit WAV of the example "
-        "recording looped with a new level every second.",
+        f"Date: {time.strftime('%Y-%m-%d')}; {platform.machine()}, {cores} cores; load average (1, 5, 15 min) "
+        f"{load_before} at the start, {load_avg} at the end (above 0: other work shared the CPU). Each run: "
+        "`/usr/bin/time -v python -m realtime.cli file INPUT -o OUTPUT --quiet` (that is, `denoise file`), "
+        "defaults (block 160, 1 onnxruntime thread), inputs 16-bit WAV of the example recording looped with "
+        "a new level every second.",
         "",
         "| input | audio | peak RSS (MB) | RSS at 25 / 50 / 75 / 100 % of the run (MB) | wall | CPU | x real time "
         "(wall) | x real time (CPU) | outputs | end vs offline (max abs) |",
@@ -187,11 +189,11 @@ def report(results: list[Result], scale: float) -> str:
     ]
     for r in results:
         audio = r.load.seconds * r.load.count
-        quarter = [_rss_at(r.rss_mb, q) for q in (0.25, 0.5, 0.75, 1.0)]
+        quarter = " / ".join("–" if math.isnan(v) else f"{v:.0f}" for v in (_rss_at(r.rss_mb, q) for q in QUARTERS))
         tail = "–" if r.tail_error is None else f"{r.tail_error:.1e}"
         lines.append(
             f"| {r.load.name} | {fmt_duration(audio)} | **{r.peak_rss_mb:.0f}** | "
-            f"{' / '.join(f'{v:.0f}' for v in quarter)} | {r.wall_s:.0f} s | {r.cpu_s:.0f} s | "
+            f"{quarter} | {r.wall_s:.0f} s | {r.cpu_s:.0f} s | "
             f"{audio / r.wall_s:.1f} | {audio / r.cpu_s:.1f} | {'; '.join(r.checks)} | {tail} |"
         )
     lines += [
@@ -206,6 +208,10 @@ def report(results: list[Result], scale: float) -> str:
     ]
     lines += [f"- {r.load.name}: `{r.command}`" for r in results]
     return "\n".join(lines) + "\n"
+
+
+def _load_average() -> str:
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def _rss_at(samples: list[tuple[float, float]], fraction: float) -> float:
@@ -242,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="rtdenoise-load-"))
     if not Path(TIME).exists():
         parser.error(f"{TIME} is missing: apt-get install time")
-    results = []
+    results, load_before = [], _load_average()
     try:
         for load in (scaled(load, args.scale) for load in LOADS):
             folder = work / re.sub(r"\W+", "-", load.name).strip("-")
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    args.out.write_text(report(results, args.scale))
+    args.out.write_text(report(results, args.scale, load_before))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
