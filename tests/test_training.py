@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -118,6 +119,49 @@ def test_resume_needs_an_existing_run_and_a_new_run_needs_an_empty_folder(tmp_pa
     )
     assert run_cli(*train_args(speech_dir, noise_dir, out, "--steps", "2", "--val-every", "1000")).code == 0
     assert "--resume" in assert_clean_failure(run_cli(*train_args(speech_dir, noise_dir, out, "--steps", "4")))
+
+
+def test_batches_drawn_by_worker_processes_are_the_batches_of_the_training_process(
+    tmp_path, speech_dir, noise_dir, env
+) -> None:
+    steps = ["--steps", "12", "--val-every", "1000"]
+    inline, workers = tmp_path / "inline", tmp_path / "workers"
+    assert run(train_args(speech_dir, noise_dir, inline, *steps), env).returncode == 0
+    proc = run(train_args(speech_dir, noise_dir, workers, *steps, "--workers", "2"), env)
+    assert proc.returncode == 0, proc.stderr
+    a, b = weights(inline / "last.pt"), weights(workers / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_may_change_the_batch_size_and_nothing_else(tmp_path, speech_dir, noise_dir, env) -> None:
+    """Moving a run to a GPU takes a larger batch; the data and model stay those of the run."""
+    out = tmp_path / "run"
+    assert run(train_args(speech_dir, noise_dir, out, "--steps", "3", "--val-every", "1000"), env).returncode == 0
+    proc = run(["train", "--out", str(out), "--resume", "--steps", "5", "--batch-size", "3", "--N", "32"], env)
+    assert proc.returncode == 0, proc.stderr
+    payload = load_file(out / "last.pt")
+    assert payload["step"] == 5
+    assert payload["train_config"]["batch_size"] == 3 and payload["train_config"]["val_every"] == 1000
+    assert payload["model_config"]["N"] == 16 and payload["train_config"]["speech"] == [str(speech_dir)]
+
+
+def test_an_unknown_device_is_a_clean_error(tmp_path, speech_dir, noise_dir) -> None:
+    err = assert_clean_failure(run_cli(*train_args(speech_dir, noise_dir, tmp_path / "run", "--device", "tpu9")))
+    assert "--device tpu9" in err
+
+
+def test_a_log_from_an_older_version_gets_the_current_columns(tmp_path) -> None:
+    from training.loop import LOG_FIELDS, CsvLog
+
+    path = tmp_path / "train_log.csv"
+    path.write_text("step,kind,loss,cpu_hours,note\n50,train,-1.5,0.010,\n")
+    CsvLog(path).write(step=100, kind="train", loss="-2.0", gpu_hours="0.001")
+    rows = list(csv.DictReader(path.open()))
+    assert list(rows[0]) == LOG_FIELDS
+    assert [(r["step"], r["loss"], r["cpu_hours"], r["gpu_hours"]) for r in rows] == [
+        ("50", "-1.5", "0.010", ""),
+        ("100", "-2.0", "", "0.001"),
+    ]
 
 
 def test_two_process_ddp_training(tmp_path, speech_dir, noise_dir, env) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from model.config import TasNetConfig
 from realtime.cli import EXIT_OK
+from training.config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,28 +56,37 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="train", help="split of --paired roots (default: train)")
     p.add_argument("--out", required=True, help="run folder: checkpoints last/prev/best.pt and train_log.csv")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (configs come from it)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (configs come from it; only --batch-size, --val-every and "
+        "--checkpoint-minutes may be changed)",
+    )
     p.add_argument("--steps", type=int, help="stop at this total step count")
     p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default) or cuda")
+    p.add_argument("--workers", type=int, default=0, help="processes drawing batches ahead (default: 0)")
     defaults = TasNetConfig()
     for symbol in ("N", "L", "B", "H", "P", "X", "R"):
         p.add_argument(f"--{symbol}", type=int, default=getattr(defaults, symbol), help=f"model {symbol}")
     p.add_argument("--norm", choices=["cLN", "cumLN"], default=defaults.norm)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, help=f"mixtures per step (default: {TrainConfig.batch_size})")
     p.add_argument("--seconds", type=float, default=2.0, help="training crop length")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--stft-weight", type=float, default=1.0, help="weight of the multi-resolution STFT loss")
-    p.add_argument("--val-every", type=int, default=500, help="validate every N steps")
-    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--val-every", type=int, help=f"validate every N steps (default: {TrainConfig.val_every})")
+    p.add_argument("--checkpoint-minutes", type=float, help=f"default: {TrainConfig.checkpoint_minutes:g}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (about 1.4x faster on CPU)")
     p.set_defaults(run=_run_train)
 
 
+RESUMABLE_OVERRIDES = ("batch_size", "val_every", "checkpoint_minutes")
+
+
 def _run_train(args: argparse.Namespace) -> int:
-    from training.config import TrainConfig
     from training.loop import train
 
     model_config = TasNetConfig(N=args.N, L=args.L, B=args.B, H=args.H, P=args.P, X=args.X, R=args.R, norm=args.norm)
@@ -85,13 +95,10 @@ def _run_train(args: argparse.Namespace) -> int:
         noise=args.noise,
         paired=args.paired,
         paired_split=args.split,
-        batch_size=args.batch_size,
         seconds=args.seconds,
         snr_db=tuple(args.snr),
         lr=args.lr,
         stft_weight=args.stft_weight,
-        val_every=args.val_every,
-        checkpoint_minutes=args.checkpoint_minutes,
         seed=args.seed,
         compile=args.compile,
     )
@@ -103,6 +110,9 @@ def _run_train(args: argparse.Namespace) -> int:
         max_steps=args.steps,
         max_minutes=args.minutes,
         threads=args.threads,
+        device=args.device,
+        workers=args.workers,
+        overrides={k: getattr(args, k) for k in RESUMABLE_OVERRIDES if getattr(args, k) is not None},
     )
     return EXIT_OK
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +68,22 @@ def load_corpus(folders: Sequence[str | os.PathLike], sample_rate: int = 16000, 
             flat, offsets, kept = data["flat"], data["offsets"], data["kept"]
         clips = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
         return Corpus(clips, [paths[i] for i in kept])
-    clips, kept = [], []
-    for i, p in enumerate(tqdm(paths, desc=f"decoding {desc}", unit="file")):
+
+    def decode(path: Path) -> np.ndarray | AudioError:
         try:
-            audio, _ = read_audio(p, sample_rate, mono=True)
+            return read_audio(path, sample_rate, mono=True)[0]
         except AudioError as exc:
-            tqdm.write(f"skipped {exc}")
-            continue
-        clips.append(audio)
-        kept.append(i)
+            return exc
+
+    clips, kept = [], []
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # libsndfile and soxr release the GIL
+        decoded = pool.map(decode, paths)
+        for i, audio in enumerate(tqdm(decoded, total=len(paths), desc=f"decoding {desc}", unit="file")):
+            if isinstance(audio, AudioError):
+                tqdm.write(f"skipped {audio}")
+                continue
+            clips.append(audio)
+            kept.append(i)
     if not clips:
         raise AudioError(f"{', '.join(map(str, folders))}: no readable audio")
     cache.parent.mkdir(parents=True, exist_ok=True)

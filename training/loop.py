@@ -9,16 +9,19 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import Tensor
 from tqdm import tqdm
 
 from benchmarks.metrics import score
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet
+from realtime.audio_io import atomic_output
 from training.checkpoint import (
     BEST,
     LAST,
@@ -42,6 +45,7 @@ LOG_FIELDS = [
     "steps_per_s",
     "x_realtime",
     "cpu_hours",
+    "gpu_hours",
     "val_pesq_wb",
     "val_stoi",
     "val_si_sdr",
@@ -60,21 +64,46 @@ class CsvLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        if not path.exists():
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(LOG_FIELDS)
+        rows: list[dict[str, str]] = []
+        if path.exists():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames == LOG_FIELDS:
+                    return
+                rows = list(reader)  # a log from an older version: rewrite it with the current columns
+        with atomic_output(path) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, LOG_FIELDS, restval="")
+            writer.writeheader()
+            writer.writerows({k: v for k, v in row.items() if k in LOG_FIELDS} for row in rows)
 
     def write(self, **row: object) -> None:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([row.get(k, "") for k in LOG_FIELDS])
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Batch number `step` of a run: drawn from a generator seeded by (seed, step, rank), so a resumed
+    run sees the same batches as an uninterrupted one, whichever worker process draws them."""
+
+    def __init__(self, data: TrainingData, config: TrainConfig, rank: int) -> None:
+        self.data, self.config, self.rank = data, config, rank
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
+        rng = np.random.default_rng([self.config.seed, step, self.rank])
+        noisy, clean = self.data.batch(self.config.batch_size, rng)
+        return torch.from_numpy(noisy), torch.from_numpy(clean)
+
+
 @torch.no_grad()
 def validate(model: ConvTasNet, data: TrainingData) -> dict[str, float]:
     """Mean PESQ-WB, STOI and SI-SDR of the model on the fixed validation set."""
     model.eval()
+    device = next(model.parameters()).device
     noisy = torch.from_numpy(np.stack(data.val_noisy))
-    enhanced = torch.cat([model(chunk) for chunk in noisy.split(8)]).numpy()
+    enhanced = torch.cat([model(chunk.to(device)).cpu() for chunk in noisy.split(8)]).numpy()
     model.train()
     sums: dict[str, list[float]] = {"pesq_wb": [], "stoi": [], "si_sdr": []}
     for clean, out in zip(data.val_clean, enhanced):
@@ -99,10 +128,16 @@ def train(
     max_steps: int | None = None,
     max_minutes: float | None = None,
     threads: int | None = None,
+    device: str = "cpu",
+    workers: int = 0,
+    overrides: dict[str, object] | None = None,
 ) -> int:
     """Train into `out_dir` (checkpoints last/prev/best.pt and train_log.csv); returns the final step.
 
-    With `resume`, model and training configs come from the checkpoint and the given ones are ignored.
+    With `resume`, model and training configs come from the checkpoint and the given ones are ignored,
+    except for the fields in `overrides` (e.g. a larger batch_size when the run moves to a GPU).
+    `workers` processes draw batches ahead of the training step (0: drawn in the training process).
+    Time on a GPU is counted as GPU hours, time on the CPU as CPU hours.
     """
     rank, world = _distributed()
     torch.set_flush_denormal(True)  # denormals slowed CPU training several-fold
@@ -117,20 +152,31 @@ def train(
         model_config = TasNetConfig.from_dict(payload["model_config"])
         config = TrainConfig.from_dict(payload["train_config"])
     model_config = model_config or TasNetConfig()
-    config = config or TrainConfig()
+    config = replace(config or TrainConfig(), **(overrides or {}))
+    try:
+        on_gpu = torch.device(device).type == "cuda"
+    except RuntimeError as exc:
+        raise ValueError(f"--device {device}: not a torch device (cpu or cuda)") from exc
+    if on_gpu and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available on this machine")
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
 
     data = TrainingData(config, model_config.sample_rate)
     torch.manual_seed(config.seed)  # the initial weights, like every batch, follow from the seed
     model = ConvTasNet(model_config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    step, cpu_seconds, wall_seconds, best = 0, 0.0, 0.0, -math.inf
     if payload is not None:
         model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
+    step, cpu_seconds, gpu_seconds, wall_seconds, best = 0, 0.0, 0.0, 0.0, -math.inf
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])  # moves the moments to the parameters' device
         scheduler.load_state_dict(payload["scheduler"])
         torch.set_rng_state(payload["torch_rng"])
         step, cpu_seconds = payload["step"], payload["cpu_seconds"]
+        gpu_seconds = payload.get("gpu_seconds", 0.0)
         wall_seconds, best = payload["wall_seconds"], payload["best_score"]
     net: torch.nn.Module = model
     if world > 1:
@@ -148,6 +194,7 @@ def train(
             "torch_rng": torch.get_rng_state(),
             "step": step,
             "cpu_seconds": cpu_seconds,
+            "gpu_seconds": gpu_seconds,
             "wall_seconds": wall_seconds,
             "best_score": best,
             "model_config": model_config.to_dict(),
@@ -177,11 +224,20 @@ def train(
         for stale in remove_unfinished(out_dir):
             print(f"removed {stale}: a checkpoint write that was interrupted", file=sys.stderr)
     window_start, window_steps, window_good, window_loss, window_score = time.monotonic(), 0, 0, 0.0, 0.0
+    batches = iter(
+        torch.utils.data.DataLoader(
+            StepBatches(data, config, rank),
+            batch_size=None,
+            sampler=range(step, end_step),
+            num_workers=workers,
+            pin_memory=on_gpu,
+            prefetch_factor=4 if workers else None,
+        )
+    )
     model.train()
     while step < end_step and not stop["now"] and time.monotonic() < deadline:
         t0, c0 = time.monotonic(), time.process_time()
-        rng = np.random.default_rng([config.seed, step, rank])
-        noisy, clean = (torch.from_numpy(a) for a in data.batch(config.batch_size, rng))
+        noisy, clean = (t.to(device, non_blocking=True) for t in next(batches))
         loss, sdr = enhancement_loss(net(noisy), clean, config.stft_weight)
         optimizer.zero_grad(set_to_none=True)
         note = ""
@@ -199,7 +255,10 @@ def train(
             tqdm.write(f"step {step}: {note}")
         scheduler.step()
         step += 1
-        cpu_seconds += (time.process_time() - c0) * world
+        if on_gpu:
+            gpu_seconds += (time.monotonic() - t0) * world
+        else:
+            cpu_seconds += (time.process_time() - c0) * world
         wall_seconds += time.monotonic() - t0
         window_steps += 1
         if not note:  # means over the steps taken: a skipped step's loss is not finite
@@ -218,6 +277,7 @@ def train(
                 steps_per_s=f"{rate:.3f}",
                 x_realtime=f"{rate * audio_per_step:.2f}",
                 cpu_hours=f"{cpu_seconds / 3600:.3f}",
+                gpu_hours=f"{gpu_seconds / 3600:.3f}",
                 note=f"{window_steps - window_good} steps skipped" if window_good < window_steps else "",
             )
             bar.set_postfix(loss=row["loss"], sisdr=row["si_sdr"], xRT=row["x_realtime"])
@@ -247,9 +307,11 @@ def train(
             save_checkpoint(snapshot(), out_dir)
             last_save = time.monotonic()
     bar.close()
+    del batches  # ends the worker processes
     if rank == 0:
         save_checkpoint(snapshot(), out_dir)
-        print(f"saved {out_dir / 'last.pt'} at step {step} ({cpu_seconds / 3600:.2f} CPU hours)", file=sys.stderr)
+        hours = f"{cpu_seconds / 3600:.2f} CPU hours" + (f", {gpu_seconds / 3600:.2f} GPU hours" if gpu_seconds else "")
+        print(f"saved {out_dir / 'last.pt'} at step {step} ({hours})", file=sys.stderr)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()

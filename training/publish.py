@@ -50,7 +50,8 @@ def main() -> int:
     target = default_model_path()
     document = export(checkpoint, target)
     payload = load_file(checkpoint)
-    slim = {k: payload[k] for k in ("model", "model_config", "train_config", "step", "cpu_seconds")}
+    kept = ("model", "model_config", "train_config", "step", "cpu_seconds", "gpu_seconds")
+    slim = {k: payload[k] for k in kept if k in payload}
     save_atomic(slim, target.with_name(f"{DEFAULT_NAME}.pt"))
     report = score_model(target, args.test_root, args.split, args.block_size)
     command = "python -m training.publish " + shlex.join(sys.argv[1:])
@@ -68,8 +69,9 @@ def main() -> int:
         "",
         f"Command: `{command}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; checkpoint `{checkpoint}` at step "
-        f"{training['steps']} ({training['cpu_hours']} CPU hours); scored through the streaming ONNX engine "
-        f"(block {args.block_size}) on `{args.test_root}/*/{args.split}` ({len(report.files)} pairs).",
+        f"{training['steps']} ({training['cpu_hours']} CPU hours, {training['gpu_hours']} GPU hours); scored through "
+        f"the streaming ONNX engine (block {args.block_size}) on `{args.test_root}/*/{args.split}` "
+        f"({len(report.files)} pairs).",
         "",
         report.table(),
         "",
