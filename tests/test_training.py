@@ -213,3 +213,46 @@ def test_export_refuses_a_model_without_a_streaming_form(tmp_path, speech_dir, n
     )
     assert "cLN" in assert_clean_failure(run_cli("export", out / "last.pt", "-o", tmp_path / "x.onnx"))
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_averaged_checkpoints_are_scored_on_validation_and_exported_with_their_sources(
+    tmp_path, speech_dir, noise_dir, env
+) -> None:
+    out = tmp_path / "run"
+    assert run(train_args(speech_dir, noise_dir, out, "--steps", "3", "--val-every", "1000"), env).returncode == 0
+    shutil.copy(out / "last.pt", tmp_path / "early.pt")
+    assert run(["train", "--out", str(out), "--resume", "--steps", "6"], env).returncode == 0
+    averaged = tmp_path / "averaged.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.average", str(tmp_path / "early.pt"), str(out / "last.pt"), "-o", averaged],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "average (step 6)" in proc.stdout
+    early, late, mean = weights(tmp_path / "early.pt"), weights(out / "last.pt"), weights(averaged)
+    assert all(torch.allclose(mean[k], (early[k] + late[k]) / 2) for k in mean)
+    payload = load_file(averaged)
+    assert [s["step"] for s in payload["averaged_from"]] == [3, 6] and set(payload["validation"]) >= {"pesq_wb"}
+
+    assert run(["export", str(averaged), "-o", str(tmp_path / "avg.onnx")], env).returncode == 0
+    sidecar = json.loads((tmp_path / "avg.json").read_text())
+    assert sidecar["training"]["averaged_from"] == payload["averaged_from"]
+
+
+def test_checkpoints_of_different_models_are_not_averaged(tmp_path, speech_dir, noise_dir, env) -> None:
+    small, smaller = tmp_path / "small", tmp_path / "smaller"
+    assert run(train_args(speech_dir, noise_dir, small, "--steps", "1", "--val-every", "1000"), env).returncode == 0
+    args = [*train_args(speech_dir, noise_dir, smaller, "--steps", "1", "--val-every", "1000"), "--N", "8"]
+    assert run(args, env).returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.average", small / "last.pt", smaller / "last.pt", "-o", tmp_path / "x.pt"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2 and "cannot be averaged" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.pt").exists()

@@ -128,6 +128,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             "steps": payload.get("step"),
             "cpu_hours": round(payload.get("cpu_seconds", 0.0) / 3600, 3),
             "gpu_hours": round(payload.get("gpu_seconds", 0.0) / 3600, 3),
+            **({"averaged_from": payload["averaged_from"]} if "averaged_from" in payload else {}),
             "train_config": train_cfg,
             "data": training_data(train_cfg.get("speech", []), train_cfg.get("noise", []), train_cfg.get("paired", [])),
         },

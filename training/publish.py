@@ -50,7 +50,7 @@ def main() -> int:
     target = default_model_path()
     document = export(checkpoint, target)
     payload = load_file(checkpoint)
-    kept = ("model", "model_config", "train_config", "step", "cpu_seconds", "gpu_seconds")
+    kept = ("model", "model_config", "train_config", "step", "cpu_seconds", "gpu_seconds", "averaged_from")
     slim = {k: payload[k] for k in kept if k in payload}
     save_atomic(slim, target.with_name(f"{DEFAULT_NAME}.pt"))
     report = score_model(target, args.test_root, args.split, args.block_size)
