@@ -256,3 +256,22 @@ def test_checkpoints_of_different_models_are_not_averaged(tmp_path, speech_dir, 
     )
     assert proc.returncode == 2 and "cannot be averaged" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_shallower_model_starts_from_the_first_blocks_of_a_deeper_one(tmp_path, speech_dir, noise_dir, env) -> None:
+    deep, shallow = tmp_path / "deep", tmp_path / "shallow"
+    args = [*train_args(speech_dir, noise_dir, deep, "--steps", "2", "--val-every", "1000"), "--R", "2"]
+    assert run(args, env).returncode == 0
+    init = ["--init", str(deep / "last.pt"), "--steps", "0", "--val-every", "1000"]
+    proc = run(train_args(speech_dir, noise_dir, shallow, *init), env)
+    assert proc.returncode == 0, proc.stderr
+    teacher, student = weights(deep / "last.pt"), weights(shallow / "last.pt")
+    assert len(student) < len(teacher)
+    assert all(torch.equal(student[k], teacher[k]) for k in student)  # every tensor of the student came over
+    assert load_file(shallow / "last.pt")["train_config"]["init"] == str(deep / "last.pt")
+
+
+def test_init_from_a_missing_checkpoint_is_a_clean_error(tmp_path, speech_dir, noise_dir) -> None:
+    missing = tmp_path / "nowhere.pt"
+    err = assert_clean_failure(run_cli(*train_args(speech_dir, noise_dir, tmp_path / "run", "--init", missing)))
+    assert "nowhere.pt" in err

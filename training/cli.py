@@ -79,6 +79,12 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=int, help=f"validate every N steps (default: {TrainConfig.val_every})")
     p.add_argument("--checkpoint-minutes", type=float, help=f"default: {TrainConfig.checkpoint_minutes:g}")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--init",
+        default="",
+        metavar="CHECKPOINT",
+        help="start a new run from this checkpoint's weights (tensors of the same name and shape)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (about 1.4x faster on CPU)")
     p.set_defaults(run=_run_train)
 
@@ -101,6 +107,7 @@ def _run_train(args: argparse.Namespace) -> int:
         stft_weight=args.stft_weight,
         seed=args.seed,
         compile=args.compile,
+        init=args.init,
     )
     train(
         Path(args.out),

@@ -14,6 +14,8 @@ class TrainConfig:
     with `paired_split`. holdout: fraction of speech/noise recordings (grouped by speaker or source
     recording) kept out of training for validation. lr follows a linear warm-up over `warmup` steps,
     then halves every `lr_half_life` steps (open-ended, so a run can always be resumed for longer).
+    init: the checkpoint whose weights started the run (every tensor of the same name and shape, e.g. the
+    first blocks of a deeper model), or "" for a random start.
     """
 
     speech: list[str] = field(default_factory=list)
@@ -36,6 +38,7 @@ class TrainConfig:
     val_every: int = 500
     checkpoint_minutes: float = 5.0
     compile: bool = False
+    init: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

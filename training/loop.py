@@ -27,6 +27,7 @@ from training.checkpoint import (
     LAST,
     PREV,
     CheckpointError,
+    load_file,
     load_latest,
     remove_unfinished,
     save_atomic,
@@ -113,6 +114,18 @@ def validate(model: ConvTasNet, data: TrainingData) -> dict[str, float]:
     return {k: float(np.mean(v)) if v else float("nan") for k, v in sums.items()}
 
 
+def initialise_from(model: ConvTasNet, checkpoint: Path) -> int:
+    """Copy every tensor of `checkpoint` whose name and shape match `model`'s (a shallower model takes the
+    first blocks of a deeper one); returns how many were copied. None matching is an error."""
+    source = load_file(checkpoint)["model"]
+    own = model.state_dict()
+    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise CheckpointError(f"{checkpoint}: no tensor matches this model's names and shapes")
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
 def _distributed() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
@@ -167,6 +180,9 @@ def train(
     model = ConvTasNet(model_config)
     if payload is not None:
         model.load_state_dict(payload["model"])
+    elif config.init:
+        copied = initialise_from(model, Path(config.init))
+        print(f"initialised {copied} of {len(model.state_dict())} tensors from {config.init}", file=sys.stderr)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
