@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--enhanced", metavar="DIR", help="files to score as they are")
     group.add_argument("--noisy", metavar="DIR", help="noisy files to denoise with --model, then score")
-    p.add_argument("--model", help="ONNX model for --noisy (default: the shipped model)")
+    p.add_argument("--model", help="ONNX model file or shipped model name for --noisy (default: default)")
     p.add_argument("--csv", help="pairs CSV with name and snr_db columns, for per-SNR means")
     p.add_argument("--json", help="also write the results (per file, overall, per SNR) as JSON")
     p.add_argument("--narrowband", action="store_true", help="add narrow-band PESQ")

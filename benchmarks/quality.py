@@ -19,7 +19,7 @@ import numpy as np
 from benchmarks.peers import KEYS, Options, System, select, triage
 from benchmarks.peers.base import BLOCK, RATE
 from realtime.cli import EXIT_OK
-from realtime.model_file import default_model_path
+from realtime.model_file import resolve_model
 
 if TYPE_CHECKING:
     from benchmarks.evaluate import FileScore
@@ -54,14 +54,14 @@ def add_system_options(p: argparse.ArgumentParser, keys: tuple[str, ...] = KEYS)
     """Options shared with `bench speed`: which systems, and where their files are."""
     p.add_argument("--systems", nargs="+", choices=keys, metavar="NAME", help="only these: " + ", ".join(keys))
     p.add_argument("--peers", type=Path, help=f"peer model folder (default {PEERS} when present)")
-    p.add_argument("--model", type=Path, help="our ONNX model (default: the shipped model)")
+    p.add_argument("--model", help="our ONNX model file, or a shipped model's name (default: default)")
     p.add_argument("--checkpoint", type=Path, help="our torch checkpoint (default: default.pt beside the ONNX)")
 
 
 def options_from(args: argparse.Namespace) -> Options:
-    model = args.model or default_model_path()
+    model = resolve_model(args.model)
     peers = args.peers or (PEERS if PEERS.is_dir() else None)
-    return Options(peers, args.model, args.checkpoint or model.with_suffix(".pt"))
+    return Options(peers, model, args.checkpoint or model.with_suffix(".pt"))
 
 
 def _default_data(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:

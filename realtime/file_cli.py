@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files and/or folders")
     p.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs / a folder")
-    p.add_argument("--model", help="ONNX model (default: the shipped model)")
+    p.add_argument("--model", help="ONNX model file, or a shipped model's name: default (the default) or fast")
     p.add_argument("--block-size", type=int, default=160, help="engine block in samples at 16 kHz (default 160)")
     p.add_argument("--sample-rate", type=int, help="output sample rate (default: the input's)")
     p.add_argument("--atten-lim-db", type=float, help="remove at most this many dB of noise")

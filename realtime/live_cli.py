@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="SCHED_FIFO priority of live's engine, control and recorder threads where permitted "
         "(below the audio callback's); 0: normal scheduling (default 1)",
     )
-    p.add_argument("--model", help="ONNX model (default: the shipped model)")
+    p.add_argument("--model", help="ONNX model file, or a shipped model's name: default (the default) or fast")
     p.add_argument("--atten-lim-db", type=float, help="remove at most this many dB of noise")
     p.add_argument("--dry", type=float, default=0.0, help="share of the input mixed into the output (0..1)")
     p.add_argument("--record", metavar="DIR", help="save the captured input and the played output as WAV files here")

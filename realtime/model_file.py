@@ -24,7 +24,26 @@ DEFAULT_NAME = "default"
 
 def default_model_path() -> Path:
     """The ONNX file shipped with the package."""
-    return Path(str(resources.files("realtime") / ASSETS / f"{DEFAULT_NAME}.onnx"))
+    return shipped_model_path(DEFAULT_NAME)
+
+
+def shipped_model_path(name: str) -> Path:
+    """The ONNX file of the model shipped under `name` (it may not exist)."""
+    return Path(str(resources.files("realtime") / ASSETS / f"{name}.onnx"))
+
+
+def shipped_model_names() -> list[str]:
+    return sorted(p.stem for p in Path(str(resources.files("realtime") / ASSETS)).glob("*.onnx"))
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """A model file's path, or the name of a shipped model ("default", "fast"); None is the default."""
+    if model is None:
+        return default_model_path()
+    path = Path(model)
+    if not path.exists() and path.suffix == "" and str(model) in shipped_model_names():
+        return shipped_model_path(str(model))
+    return path
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -50,8 +69,8 @@ class ModelInfo:
 
 
 def load_model_info(model_path: str | os.PathLike | None = None) -> ModelInfo:
-    """Read and check the sidecar of `model_path` (default: the shipped model)."""
-    path = Path(model_path) if model_path is not None else default_model_path()
+    """Read and check the sidecar of `model_path`, a file or a shipped model's name (default: the default)."""
+    path = resolve_model(model_path)
     if not path.is_file():
         raise AudioError(f"{path}: model file not found")
     side = sidecar_path(path)

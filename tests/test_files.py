@@ -135,3 +135,12 @@ def test_bad_options_are_usage_errors(tmp_path, args: list[str]) -> None:
     write_tone_noise(src)
     assert_clean_failure(run_cli("file", src, "-o", tmp_path / "out.wav", *args))
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_shipped_model_is_chosen_by_name(tmp_path, example_noisy) -> None:
+    by_name, by_path = tmp_path / "by_name.wav", tmp_path / "by_path.wav"
+    assert run_cli("file", example_noisy, "-o", by_name, "--model", "default").code == 0
+    assert run_cli("file", example_noisy, "-o", by_path, "--model", default_model_path()).code == 0
+    assert np.array_equal(sf.read(by_name)[0], sf.read(by_path)[0])
+    err = assert_clean_failure(run_cli("file", example_noisy, "-o", tmp_path / "x.wav", "--model", "nosuchmodel"))
+    assert "nosuchmodel" in err and not (tmp_path / "x.wav").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from benchmarks.evaluate import RATE, Report, evaluate, read_snr_csv
 from realtime.files import Job, Settings, denoise_files
-from realtime.model_file import DEFAULT_NAME, default_model_path, sidecar_path, write_json_atomic
+from realtime.model_file import DEFAULT_NAME, shipped_model_path, sidecar_path, write_json_atomic
 from training.checkpoint import BEST, load_file, save_atomic
 from training.export import export
 from training.paired import layout_pairs
@@ -44,15 +44,17 @@ def main() -> int:
     parser.add_argument("--test-root", type=Path, default=Path("../shared/data/audio"))
     parser.add_argument("--split", default="test")
     parser.add_argument("--block-size", type=int, default=160, help="engine block used for scoring")
-    parser.add_argument("--report", type=Path, default=Path("benchmarks/results/default-model.md"))
+    parser.add_argument("--name", default=DEFAULT_NAME, help="shipped model name (default: default)")
+    parser.add_argument("--report", type=Path, help="markdown report (default benchmarks/results/NAME-model.md)")
     args = parser.parse_args()
     checkpoint = args.run / args.checkpoint
-    target = default_model_path()
+    target = shipped_model_path(args.name)
+    report_path = args.report or Path(f"benchmarks/results/{args.name}-model.md")
     document = export(checkpoint, target)
     payload = load_file(checkpoint)
     kept = ("model", "model_config", "train_config", "step", "cpu_seconds", "gpu_seconds", "averaged_from")
     slim = {k: payload[k] for k in kept if k in payload}
-    save_atomic(slim, target.with_name(f"{DEFAULT_NAME}.pt"))
+    save_atomic(slim, target.with_suffix(".pt"))
     report = score_model(target, args.test_root, args.split, args.block_size)
     command = "python -m training.publish " + shlex.join(sys.argv[1:])
     document["scores"] = {
@@ -65,7 +67,7 @@ def main() -> int:
     write_json_atomic(sidecar_path(target), document)
     training = document["training"]
     lines = [
-        "# Default model",
+        f"# Shipped model `{args.name}`",
         "",
         f"Command: `{command}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; checkpoint `{checkpoint}` at step "
@@ -81,8 +83,8 @@ def main() -> int:
     failures = report.failures()
     if failures:
         lines += ["", "Not scored:", *[f"- {f}" for f in failures]]
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text("\n".join(lines) + "\n")
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
