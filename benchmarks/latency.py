@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="run time per period (default 30)")
     p.add_argument("--headroom", type=int, nargs="+", default=[1], help="`denoise live --headroom` values (default 1)")
     p.add_argument("--hops-per-run", type=int, nargs="+", default=[1], help="`denoise live --hops-per-run` values")
+    p.add_argument("--model", help="ONNX model file or shipped model name for live (default: default)")
     p.add_argument("--soak", type=float, metavar="SECONDS", help="one run of this length at the first period")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"report folder (default {RESULTS})")
     p.set_defaults(run=run)
@@ -157,7 +158,7 @@ def measure(
 def run(args: argparse.Namespace) -> int:
     from realtime.audio_io import AudioError, read_audio, resample
     from realtime.files import Settings, SignalProcessor
-    from realtime.model_file import default_model_path
+    from realtime.model_file import default_model_path, resolve_model
 
     if min(args.periods + args.hops_per_run) < 1 or min(args.headroom) < 0:
         raise AudioError("periods and hops per run must be positive, headroom >= 0")
@@ -165,23 +166,26 @@ def run(args: argparse.Namespace) -> int:
         raise AudioError("--seconds must be at least 8 and --soak at least 120")
     noisy, _ = read_audio(default_model_path().parent / "example_noisy.flac", mono=True)
     signal = resample(noisy, 16000, args.rate)
-    reference = SignalProcessor(args.rate, 1, args.rate, Settings()).push(signal[:, None], last=True)[:, 0]
+    model = resolve_model(args.model)
+    settings = Settings(model_path=model)
+    reference = SignalProcessor(args.rate, 1, args.rate, settings).push(signal[:, None], last=True)[:, 0]
     threads = "live: engine, control and recorder threads SCHED_FIFO 1, onnxruntime intra-op 1"
-    context = {"header": header(threads), "rate": args.rate}
+    context = {"header": header(threads, model), "rate": args.rate}
+    suffix = "" if model == default_model_path() else f"-{model.stem}"  # reports per model
     if args.soak:
-        options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0]}
+        options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0], "model": str(model)}
         result = measure(args.periods[0], options, args.soak, args.rate, signal, reference)
         document = {**context, "load_after": os.getloadavg(), "soak": result, "drift": drift(result)}
-        write_soak(document, args.out / f"live-soak-{round(args.soak / 60)}min")
+        write_soak(document, args.out / f"live-soak-{round(args.soak / 60)}min{suffix}")
     else:
         context["stalls"] = scheduling_stalls()
         rows = []
         for period, hops, headroom in itertools.product(args.periods, args.hops_per_run, args.headroom):
-            options = {"headroom": headroom, "hops_per_run": hops}
+            options = {"headroom": headroom, "hops_per_run": hops, "model": str(model)}
             rows.append(measure(period, options, args.seconds, args.rate, signal, reference))
             print(table_row(rows[-1]), file=sys.stderr)
         document = {**context, "load_after": os.getloadavg(), "runs": rows}
-        write_latency(document, args.out / "latency")
+        write_latency(document, args.out / f"latency{suffix}")
     return EXIT_OK
 
 
