@@ -1,5 +1,8 @@
 """`python -m realtime ...`: the `denoise` command, for environments without the console script."""
 
+import sys
+
 from realtime.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    sys.exit(main())
