@@ -337,8 +337,8 @@ def write_soak(document: dict, stem: Path) -> None:
     lines = [
         *header_markdown(f"`denoise live` soak: {minutes:.0f} minutes through JACK", document["header"]),
         f"JACK dummy backend at {document['rate']} Hz, period {r['period']} frames; `denoise live --headroom "
-        f"{r['headroom']} --hops-per-run {r['hops_per_run']}`; the machine is shared with a training run and other "
-        f"work (load average {document['load_after'][0]:.1f} at the end).",
+        f"{r['headroom']} --hops-per-run {r['hops_per_run']}` (load average "
+        f"{document['load_after'][0]:.1f} at the end; {document['header']['load_average'][0]:.1f} at the start).",
         "",
         f"Issue 5 asks for 0 xruns and a drift within one block: xruns **{met(live['xruns']['total'] == 0)}**, "
         f"drift **{met(d['within_one_block'])}**.",
