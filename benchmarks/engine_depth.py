@@ -50,8 +50,9 @@ def receptive_field(config: dict) -> int:
     return (frames - 1) * config["L"] // 2 + config["L"]
 
 
-def export_random(x: int, r: int, folder: Path) -> Path:
-    """The shipped model's shape with X and R changed, random weights, exported like a trained model."""
+def export_random(x: int, r: int, folder: Path) -> tuple[Path, dict]:
+    """The shipped model's shape with X and R changed, random weights, exported like a trained model;
+    returns the ONNX file and its sidecar document."""
     import torch
 
     from model.config import TasNetConfig
@@ -64,8 +65,7 @@ def export_random(x: int, r: int, folder: Path) -> Path:
     model = ConvTasNet(config)
     checkpoint = folder / f"x{x}r{r}.pt"
     save_atomic({"model": model.state_dict(), "model_config": config.to_dict(), "step": 0}, checkpoint)
-    export(checkpoint, checkpoint.with_suffix(".onnx"))
-    return checkpoint.with_suffix(".onnx")
+    return checkpoint.with_suffix(".onnx"), export(checkpoint, checkpoint.with_suffix(".onnx"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="rtdenoise-depth-") as scratch:
         for x, r in SHAPES:
-            path = export_random(x, r, Path(scratch))
+            path, document = export_random(x, r, Path(scratch))
             ours = OursStreaming(Options(model=path))
             ours.load()
             ours_rtf, base_rtf, ours_ms = [], [], []
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 "X": x,
                 "R": r,
                 "nodes": optimized_nodes(path),
-                "parameters": load_model_info(path).document["parameters"],
-                "receptive_field_ms": 1000 * receptive_field(load_model_info(path).document["model_config"]) / RATE,
+                "parameters": document["parameters"],
+                "receptive_field_ms": 1000 * receptive_field(document["model_config"]) / RATE,
                 "p50_ms": float(np.median(ours_ms)),
                 "rtf": float(np.median(ours_rtf)),
                 "rnnoise_rtf": float(np.median(base_rtf)),

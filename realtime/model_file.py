@@ -27,13 +27,17 @@ def default_model_path() -> Path:
     return shipped_model_path(DEFAULT_NAME)
 
 
+def _assets() -> Path:
+    return Path(str(resources.files("realtime") / ASSETS))
+
+
 def shipped_model_path(name: str) -> Path:
     """The ONNX file of the model shipped under `name` (it may not exist)."""
-    return Path(str(resources.files("realtime") / ASSETS / f"{name}.onnx"))
+    return _assets() / f"{name}.onnx"
 
 
 def shipped_model_names() -> list[str]:
-    return sorted(p.stem for p in Path(str(resources.files("realtime") / ASSETS)).glob("*.onnx"))
+    return sorted(p.stem for p in _assets().glob("*.onnx"))
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:

@@ -51,9 +51,9 @@ def env(cache_dir) -> dict[str, str]:
     return {**os.environ, "RTDENOISE_CACHE": str(cache_dir)}
 
 
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+def run(args: list, env: dict[str, str], module: str = "realtime.cli") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "realtime.cli", *args], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", module, *map(str, args)], env=env, capture_output=True, text=True, timeout=600
     )
 
 
@@ -223,13 +223,7 @@ def test_averaged_checkpoints_are_scored_on_validation_and_exported_with_their_s
     shutil.copy(out / "last.pt", tmp_path / "early.pt")
     assert run(["train", "--out", str(out), "--resume", "--steps", "6"], env).returncode == 0
     averaged = tmp_path / "averaged.pt"
-    proc = subprocess.run(
-        [sys.executable, "-m", "training.average", str(tmp_path / "early.pt"), str(out / "last.pt"), "-o", averaged],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run([tmp_path / "early.pt", out / "last.pt", "-o", averaged], env, module="training.average")
     assert proc.returncode == 0, proc.stderr
     assert "average (step 6)" in proc.stdout
     early, late, mean = weights(tmp_path / "early.pt"), weights(out / "last.pt"), weights(averaged)
@@ -247,13 +241,7 @@ def test_checkpoints_of_different_models_are_not_averaged(tmp_path, speech_dir, 
     assert run(train_args(speech_dir, noise_dir, small, "--steps", "1", "--val-every", "1000"), env).returncode == 0
     args = [*train_args(speech_dir, noise_dir, smaller, "--steps", "1", "--val-every", "1000"), "--N", "8"]
     assert run(args, env).returncode == 0
-    proc = subprocess.run(
-        [sys.executable, "-m", "training.average", small / "last.pt", smaller / "last.pt", "-o", tmp_path / "x.pt"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run([small / "last.pt", smaller / "last.pt", "-o", tmp_path / "x.pt"], env, module="training.average")
     assert proc.returncode == 2 and "cannot be averaged" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.pt").exists()
 

@@ -89,9 +89,6 @@ class StepBatches(torch.utils.data.Dataset):
     def __init__(self, data: TrainingData, config: TrainConfig, rank: int) -> None:
         self.data, self.config, self.rank = data, config, rank
 
-    def __len__(self) -> int:
-        return sys.maxsize
-
     def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
         rng = np.random.default_rng([self.config.seed, step, self.rank])
         noisy, clean = self.data.batch(self.config.batch_size, rng)
