@@ -11,6 +11,7 @@ import contextlib
 import gc
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,6 +34,8 @@ REFRESH_S = 0.1  # status line period
 GIL_SWITCH_S = 2e-4  # the audio callback waits at most about this long for the worker to yield the GIL
 WARMUP_HOPS = 16  # onnxruntime's first runs are slow: run them before the stream starts
 DEFAULT_BLOCK = 128  # frames per callback outside JACK: 2.7 ms at 48 kHz
+STALL_S = 2.0  # an active stream without a callback for this long is dead (a server that dropped us)
+STOP_TIMEOUT_S = 3.0  # PortAudio's JACK backend can wait forever to stop a stream its server dropped
 
 
 @dataclass(frozen=True)
@@ -186,20 +189,16 @@ def stream_until_stopped(session: Session, opts: LiveOptions, status: StatusLine
                 print("keys: b = bypass on/off, q = quit", file=status.stream)
             start_stream(stream)
             started = time.perf_counter()
-            lost = watch(
-                stream, session.engine, keys, status, meter, lambda: time.perf_counter() - started, opts.duration
-            )
+            lost = watch(session, keys, status, meter, lambda: time.perf_counter() - started, opts.duration)
     except KeyboardInterrupt:
         pass
     finally:
         elapsed = time.perf_counter() - started
         with signals_ignored():  # a second Ctrl-C must not cut the recordings short
             status.end()
-            if lost:
+            if lost or not stop_stream(stream):
+                lost = True
                 abandon_portaudio()
-            else:
-                stream.stop()
-                stream.close()
             bridge.stop()
             gc.unfreeze()
             sys.setswitchinterval(switch)
@@ -222,29 +221,48 @@ def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
     print(format_summary(report), file=log)
     if lost:
         raise AudioError(
-            f"the audio stream stopped after {elapsed:.1f} s: the device was disconnected or its audio server quit"
-            + ("; the recordings were saved" if recorded else "")
+            f"the audio stream stopped after {elapsed:.1f} s: the device was disconnected, "
+            "or its audio server quit or stopped serving it" + ("; the recordings were saved" if recorded else "")
         )
     return report
 
 
+def stop_stream(stream: Any) -> bool:
+    """Stop and close the stream; False when PortAudio has not returned within STOP_TIMEOUT_S (it then stays
+    stuck on a helper thread, and the stream is abandoned)."""
+    done = threading.Event()
+
+    def stop() -> None:
+        with contextlib.suppress(portaudio().PortAudioError):
+            stream.stop()
+            stream.close()
+        done.set()
+
+    threading.Thread(target=stop, name="stream-stop", daemon=True).start()
+    return done.wait(STOP_TIMEOUT_S)
+
+
 def watch(
-    stream: Any,
-    engine: Denoiser,
+    session: Session,
     keys: Keys,
     status: StatusLine,
     meter: Meter,
     elapsed: Callable[[], float],
     duration: float | None,
 ) -> bool:
-    """The main thread's loop while the stream runs; True when the stream died under us."""
+    """The main thread's loop while the stream runs; True when the stream died under us: it stopped, or no
+    callback came for STALL_S (a JACK server that dropped the client leaves the stream "active")."""
+    engine, bridge = session.engine, session.bridge
+    callbacks, last_callback = bridge.callbacks, elapsed()
     while duration is None or elapsed() < duration:
         key = keys.poll(REFRESH_S if duration is None else max(0.0, min(REFRESH_S, duration - elapsed())))
         if key in ("b", "B", " "):
             engine.bypass = not engine.bypass
         elif key in ("q", "Q"):
             break
-        if not stream.active:
+        if bridge.callbacks != callbacks:
+            callbacks, last_callback = bridge.callbacks, elapsed()
+        if not session.stream.active or elapsed() - last_callback > STALL_S:
             return True
         status.show(meter.line(engine.bypass))
     return False

@@ -350,3 +350,28 @@ def test_a_vanishing_audio_server_ends_live_with_a_clear_message(tmp_path: Path)
     assert code == 2, err
     assert err.strip().splitlines()[-1].startswith("denoise: the audio stream stopped")
     assert json.loads(summary_path.read_text())["duration_s"] < 30
+
+
+def test_a_stalled_audio_server_ends_live_with_its_recordings(tmp_path: Path) -> None:
+    """A server that stops calling back (here: frozen with SIGSTOP) leaves the stream "active" and PortAudio's
+    stop waiting forever: live must notice the silence, give up on the stream and still save everything."""
+    summary_path = tmp_path / "live.json"
+    with JackServer(RATE, PERIOD) as server:
+        proc = start_live(server, "--duration", 60, "--json", summary_path, "--record", tmp_path / "rec")
+        loop = Loop(server, np.zeros(RATE, np.float32), RATE)
+        loop.connect()
+        loop.play()
+        loop.wait_recorded(RATE // 2)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            code, err = finish(proc, timeout=30)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+            loop.close()
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("denoise: the audio stream stopped")
+    summary = json.loads(summary_path.read_text())
+    assert summary["duration_s"] < 30
+    for path in summary["recorded"]:
+        assert sf.info(path).frames == summary["blocks"] * PERIOD
+    assert not list((tmp_path / "rec").glob("*.part"))
