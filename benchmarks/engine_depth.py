@@ -1,7 +1,7 @@
 """Engine time per 160-sample block against the depth of the network (X·R blocks), RNNoise timed in the
 same run: the measurement behind the model-shape choice for the speed target of issue 4.
 
-At 10 ms blocks the model's arithmetic is small; what dominates is onnxruntime's fixed cost per graph node,
+At 10 ms blocks the model's arithmetic is small; what dominates is onnxruntime's cost per graph node,
 and the node count grows with the number of TCN blocks. Weights are random: speed does not depend on them.
 
 Run: python -m benchmarks.engine_depth [--out benchmarks/results]

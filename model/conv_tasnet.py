@@ -3,6 +3,12 @@
 One code path serves whole signals and streaming: every causal conv takes its past as an
 explicit cache, which is zeros for a whole signal and the previous call's tail when streaming.
 
+Layout: the temporal conv net runs on (batch, channels, 1, frames) tensors, i.e. every TCN conv is
+a 2-D conv with (1, k) kernels (parameters stay Conv1d-shaped). Same arithmetic, but onnxruntime
+runs 2-D convs through its blocked NCHWc kernels with the activation fused, and keeps tensors in that
+layout between them: the streaming graph runs a 160-sample block in about half the time of the 1-D
+graph, whose depthwise convs loop over their H groups (`benchmarks/results/speed.md`).
+
 Timing: the encoder sees frames of L samples every hop = L/2 samples; frame k ends at input
 sample (k+1)*hop. Overlap-add in the decoder completes an output hop only when the next frame
 arrives, so `forward_stream` returns audio delayed by L - hop samples; `forward` returns the
@@ -24,14 +30,19 @@ class StreamState(NamedTuple):
     """Streaming caches, all zeros at the start of a stream.
 
     enc: (batch, L - hop) last input samples, the start of the next encoder frame.
-    conv: (batch, H, sum of (P-1)*d) past inputs of every depthwise conv, concatenated along
-          time in network order (block i owns `(P-1)*dilations[i]` frames).
+    conv: one (batch, H, 1, (P-1)*d) tensor per block, in network order: the past inputs of its
+          depthwise conv. Separate tensors, not one concatenation: splitting and re-joining the
+          whole cache cost two copies of it per streaming call.
     dec: (batch, L - hop) overlap-add tail of the decoder, added to the next output.
     """
 
     enc: Tensor
-    conv: Tensor
+    conv: tuple[Tensor, ...]
     dec: Tensor
+
+    def flat(self) -> tuple[Tensor, ...]:
+        """(enc, conv[0], ..., conv[-1], dec): the order of the exported graph's state inputs and outputs."""
+        return (self.enc, *self.conv, self.dec)
 
 
 class ChannelNorm(nn.Module):
@@ -45,7 +56,9 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.layer_norm(x.transpose(1, 2), (self.channels,), self.gamma, self.beta, self.eps).transpose(1, 2)
+        """x: (batch, channels, *time) -> same shape, each frame normalised over its channels."""
+        last = x.dim() - 1  # not -1: the ONNX exporter writes it into the Transpose's perm as is
+        return F.layer_norm(x.movedim(1, last), (self.channels,), self.gamma, self.beta, self.eps).movedim(last, 1)
 
 
 class CumulativeNorm(nn.Module):
@@ -62,15 +75,22 @@ class CumulativeNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        count = torch.arange(1, x.shape[2] + 1, device=x.device, dtype=x.dtype) * x.shape[1]
-        mean = x.sum(1, keepdim=True).cumsum(2) / count
-        power = x.pow(2).sum(1, keepdim=True).cumsum(2) / count
+        """x: (batch, channels, 1, frames) or (batch, channels, frames)."""
+        count = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype) * x.shape[1]
+        mean = x.sum(1, keepdim=True).cumsum(-1) / count
+        power = x.pow(2).sum(1, keepdim=True).cumsum(-1) / count
         var = (power - mean.pow(2)).clamp_min(0)
-        return (x - mean) / (var + self.eps).sqrt() * self.gamma + self.beta
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - mean) / (var + self.eps).sqrt() * self.gamma.reshape(shape) + self.beta.reshape(shape)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
     return ChannelNorm(channels) if kind == "cLN" else CumulativeNorm(channels)
+
+
+def conv_2d(conv: nn.Conv1d, x: Tensor, dilation: int = 1) -> Tensor:
+    """`conv` applied to (batch, C, 1, frames) as a 2-D conv with a (1, k) kernel."""
+    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, dilation=(1, dilation), groups=conv.groups)
 
 
 class ConvBlock(nn.Module):
@@ -80,6 +100,7 @@ class ConvBlock(nn.Module):
     def __init__(self, B: int, H: int, P: int, dilation: int, norm: str) -> None:
         super().__init__()
         self.context = (P - 1) * dilation
+        self.dilation = dilation
         self.in_conv = nn.Conv1d(B, H, 1)
         self.act1 = nn.PReLU()
         self.norm1 = make_norm(norm, H)
@@ -90,16 +111,16 @@ class ConvBlock(nn.Module):
         self.skip_conv = nn.Conv1d(H, B, 1)
 
     def forward(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x: (batch, B, frames); cache: (batch, H, context).
+        """x: (batch, B, 1, frames); cache: (batch, H, 1, context).
 
         Returns the residual output, the block's activations for the skip path (the skip convs of all
         blocks run as one conv in `ConvTasNet`: a sum of linear maps is one map on the concatenation,
         one op instead of 2 per block in the streaming graph), and the new cache."""
-        y = self.norm1(self.act1(self.in_conv(x)))
-        y = torch.cat([cache, y], dim=2)
-        new_cache = y[:, :, -self.context :]  # constant slice: no shape arithmetic in the exported graph
-        y = self.norm2(self.act2(self.depthwise(y)))
-        return x + self.res_conv(y), y, new_cache
+        y = self.norm1(self.act1(conv_2d(self.in_conv, x)))
+        y = torch.cat([cache, y], dim=3)
+        new_cache = y[:, :, :, -self.context :]  # constant slice: no shape arithmetic in the exported graph
+        y = self.norm2(self.act2(conv_2d(self.depthwise, y, self.dilation)))
+        return x + conv_2d(self.res_conv, y), y, new_cache
 
 
 class ConvTasNet(nn.Module):
@@ -127,9 +148,10 @@ class ConvTasNet(nn.Module):
     def initial_state(self, batch: int = 1) -> StreamState:
         c = self.config
         w = self.encoder.weight
-        conv = sum(b.context for b in self.blocks)
         return StreamState(
-            enc=w.new_zeros(batch, self.delay), conv=w.new_zeros(batch, c.H, conv), dec=w.new_zeros(batch, self.delay)
+            enc=w.new_zeros(batch, self.delay),
+            conv=tuple(w.new_zeros(batch, c.H, 1, b.context) for b in self.blocks),
+            dec=w.new_zeros(batch, self.delay),
         )
 
     def forward_stream(self, chunk: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
@@ -145,24 +167,21 @@ class ConvTasNet(nn.Module):
         """One pass over `chunk` from `state` (for cumLN only valid as a single whole-signal pass)."""
         x = torch.cat([state.enc, chunk], dim=1)
         w = torch.relu(self.encoder(x.unsqueeze(1)))  # (batch, N, k)
-        y = self.bottleneck(w)
+        y = self.bottleneck(w).unsqueeze(2)  # (batch, B, 1, k): the TCN's layout
         activations, caches = [], []
-        start = 0
-        for block in self.blocks:
-            cache = state.conv[:, :, start : start + block.context]
-            start += block.context
+        for block, cache in zip(self.blocks, state.conv):
             y, activation, new_cache = block(y, cache)
             activations.append(activation)
             caches.append(new_cache)
-        skip = F.conv1d(
+        skip = F.conv2d(
             torch.cat(activations, dim=1),
-            torch.cat([b.skip_conv.weight for b in self.blocks], dim=1),
+            torch.cat([b.skip_conv.weight for b in self.blocks], dim=1).unsqueeze(2),
             sum(b.skip_conv.bias for b in self.blocks),
-        )
+        ).squeeze(2)
         frames = self.decoder(w * self.mask(skip)).squeeze(1)  # (batch, k*hop + delay)
         out = torch.cat([frames[:, : self.delay] + state.dec, frames[:, self.delay :]], dim=1)
         d = self.delay
-        return out[:, :-d], StreamState(x[:, -d:], torch.cat(caches, dim=2), out[:, -d:])
+        return out[:, :-d], StreamState(x[:, -d:], tuple(caches), out[:, -d:])
 
     def forward(self, wave: Tensor) -> Tensor:
         """Enhance whole signals (batch, time) -> (batch, time), aligned with the input."""

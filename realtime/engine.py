@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from realtime.audio_io import AudioError
-from realtime.model_file import STATE_NAMES, ModelInfo, load_model_info
+from realtime.model_file import ModelInfo, load_model_info
 
 MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)
 
@@ -106,7 +106,7 @@ class Denoiser:
     def reset(self) -> None:
         """Forget all history: the next `feed` starts a new stream."""
         self._state = {
-            name: np.zeros([self.channels, *self.info.state_shapes[name][1:]], np.float32) for name in STATE_NAMES
+            name: np.zeros([self.channels, *shape[1:]], np.float32) for name, shape in self.info.state_shapes.items()
         }
         self._pending = np.zeros((0, self.channels), np.float32)
         self._out = np.zeros((self.buffering_latency, self.channels), np.float32)
@@ -128,7 +128,7 @@ class Denoiser:
                 self.reset_state()
                 out = np.zeros_like(out)
             else:
-                self._state = dict(zip(STATE_NAMES, state))
+                self._state = dict(zip(self._state, state))
             pieces.append(out.T)
         return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 

@@ -1,8 +1,8 @@
 """The shipped model files: an ONNX graph and its JSON sidecar (how it was built, trained and scored).
 
-The ONNX graph takes `chunk` (batch, k*hop) and the state tensors `enc`, `conv`, `dec` (layouts in the
-sidecar's "state" entry) and returns `enhanced` (batch, k*hop), delayed by `delay` samples, and the new
-state as `enc_out`, `conv_out`, `dec_out`.
+The ONNX graph takes `chunk` (batch, k*hop) and the state tensors named in the sidecar's "inputs" after
+`chunk` (`enc`, `conv0` ... `conv{n-1}` one per TCN block, `dec`; layouts in its "state" entry) and returns
+`enhanced` (batch, k*hop), delayed by `delay` samples, and the new state as `<name>_out` for each.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 from realtime.audio_io import AudioError, atomic_output
 
 FORMAT = "rtdenoise-onnx/1"
-STATE_NAMES = ("enc", "conv", "dec")
 ASSETS = "assets"
 DEFAULT_NAME = "default"
 
@@ -63,7 +62,7 @@ class ModelInfo:
     hop: int
     window: int
     delay: int
-    state_shapes: dict[str, list[int | str]]
+    state_shapes: dict[str, list[int | str]]  # in the graph's input order
     document: dict[str, Any]
 
     @property
@@ -87,7 +86,7 @@ def load_model_info(model_path: str | os.PathLike | None = None) -> ModelInfo:
             hop=int(doc["hop"]),
             window=int(cfg["L"]),
             delay=int(doc["delay"]),
-            state_shapes={k: doc["state"][k]["shape"] for k in STATE_NAMES},
+            state_shapes={k: doc["state"][k]["shape"] for k in doc["inputs"][1:]},
             document=doc,
         )
     except FileNotFoundError:

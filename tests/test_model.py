@@ -90,5 +90,6 @@ def test_state_layout_matches_receptive_field() -> None:
     model = ConvTasNet(SMALL)
     state = model.initial_state(3)
     assert state.enc.shape == (3, SMALL.L - SMALL.hop)
-    assert state.conv.shape == (3, SMALL.H, SMALL.receptive_field - 1)
+    assert [c.shape for c in state.conv] == [(3, SMALL.H, 1, (SMALL.P - 1) * d) for d in SMALL.dilations]
+    assert sum(c.shape[3] for c in state.conv) == SMALL.receptive_field - 1
     assert state.dec.shape == (3, SMALL.L - SMALL.hop)

@@ -196,7 +196,8 @@ def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir
     doc = json.loads(onnx_path.with_suffix(".json").read_text())
     assert doc["verified_max_abs_error"] <= 1e-4
     assert doc["training"]["steps"] == 3 and doc["model_config"]["L"] == 16
-    assert doc["state"]["conv"]["shape"] == ["batch", 16, 2 * (1 + 2)]
+    assert doc["inputs"] == ["chunk", "enc", "conv0", "conv1", "dec"]
+    assert [doc["state"][f"conv{i}"]["shape"] for i in (0, 1)] == [["batch", 16, 1, 2 * d] for d in (1, 2)]
     assert doc["training"]["data"]["non_commercial"] is True  # the test noise is UrbanSound8K (CC BY-NC)
     engine = Denoiser(onnx_path)
     assert engine.latency == 8 + 7  # L - hop, plus hop - 1 for any block size

@@ -3,6 +3,7 @@ torch with onnxruntime, and write the JSON sidecar."""
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet, StreamState
 from realtime.audio_io import atomic_output
-from realtime.model_file import FORMAT, STATE_NAMES, sidecar_path, write_json_atomic
+from realtime.model_file import FORMAT, sidecar_path, write_json_atomic
 from training.checkpoint import load_file
 from training.provenance import training_data
 
@@ -27,34 +28,45 @@ class ExportError(Exception):
     """The exported graph does not reproduce the torch model."""
 
 
+def state_names(model: ConvTasNet) -> list[str]:
+    """The graph's state inputs, in `StreamState.flat()` order; each output is the name + "_out"."""
+    return ["enc", *(f"conv{i}" for i in range(len(model.blocks))), "dec"]
+
+
+def fusable(model: ConvTasNet) -> ConvTasNet:
+    """A copy computing the same function with every one-slope PReLU as a LeakyReLU of that slope:
+    onnxruntime fuses LeakyRelu into the conv before it (one node instead of two), never PRelu."""
+    model = copy.deepcopy(model)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.PReLU) and child.weight.numel() == 1:
+                setattr(module, name, nn.LeakyReLU(float(child.weight)))
+    return model
+
+
 class _StreamGraph(nn.Module):
     """forward_stream with the state flattened into named tensors, as ONNX wants it."""
 
     def __init__(self, model: ConvTasNet) -> None:
         super().__init__()
-        self.model = model
+        self.model = fusable(model)
 
-    def forward(self, chunk: Tensor, enc: Tensor, conv: Tensor, dec: Tensor) -> tuple[Tensor, ...]:
-        out, state = self.model.forward_stream(chunk, StreamState(enc, conv, dec))
-        return (out, *state)
+    def forward(self, chunk: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        out, new_state = self.model.forward_stream(chunk, StreamState(state[0], state[1:-1], state[-1]))
+        return (out, *new_state.flat())
 
 
 def state_layout(model: ConvTasNet) -> dict[str, Any]:
     """Shapes ("batch" is dynamic) and meaning of each state tensor."""
     s = model.initial_state(1)
-    offsets, start = [], 0
-    for block, d in zip(model.blocks, model.config.dilations):
-        offsets.append({"dilation": d, "start": start, "frames": block.context})
-        start += block.context
-    return {
-        "enc": {"shape": ["batch", s.enc.shape[1]], "meaning": "last L - hop input samples"},
-        "conv": {
-            "shape": ["batch", s.conv.shape[1], s.conv.shape[2]],
-            "meaning": "past inputs of each depthwise conv, concatenated along time",
-            "blocks": offsets,
-        },
-        "dec": {"shape": ["batch", s.dec.shape[1]], "meaning": "decoder overlap-add tail"},
-    }
+    layout = {"enc": {"shape": ["batch", s.enc.shape[1]], "meaning": "last L - hop input samples"}}
+    for i, (cache, d) in enumerate(zip(s.conv, model.config.dilations)):
+        layout[f"conv{i}"] = {
+            "shape": ["batch", *cache.shape[1:]],
+            "meaning": f"past inputs of block {i}'s depthwise conv (dilation {d})",
+        }
+    layout["dec"] = {"shape": ["batch", s.dec.shape[1]], "meaning": "decoder overlap-add tail"}
+    return layout
 
 
 def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int = 0) -> float:
@@ -63,14 +75,15 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
     hop = model.config.hop
     audio = (rng.standard_normal((2, int(seconds * model.config.sample_rate) // hop * hop)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    state_np = [t.numpy() for t in model.initial_state(2)]
+    names = state_names(model)
+    state_np = [t.numpy() for t in model.initial_state(2).flat()]
     state_t = model.initial_state(2)
     worst, pos = 0.0, 0
     while pos < audio.shape[1]:
         k = int(rng.integers(1, 40)) * hop
         chunk = audio[:, pos : pos + k]
         pos += chunk.shape[1]
-        outs = session.run(None, {"chunk": chunk, **dict(zip(STATE_NAMES, state_np))})
+        outs = session.run(None, {"chunk": chunk, **dict(zip(names, state_np))})
         with torch.no_grad():
             ref, state_t = model.forward_stream(torch.from_numpy(chunk), state_t)
         worst = max(worst, float(np.max(np.abs(outs[0] - ref.numpy()))))
@@ -89,17 +102,17 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     model.eval()
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(output) as tmp:
-        state = model.initial_state(1)
-        example = (torch.zeros(1, 4 * config.hop), *state)
-        outputs = ["enhanced"] + [f"{n}_out" for n in STATE_NAMES]
+        names = state_names(model)
+        example = (torch.zeros(1, 4 * config.hop), *model.initial_state(1).flat())
+        outputs = ["enhanced"] + [f"{n}_out" for n in names]
         dynamic = {"chunk": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}}
-        dynamic.update({n: {0: "batch"} for n in (*STATE_NAMES, *outputs[1:])})
+        dynamic.update({n: {0: "batch"} for n in (*names, *outputs[1:])})
         with torch.no_grad():
             torch.onnx.export(
                 _StreamGraph(model),
                 example,
                 str(tmp),
-                input_names=["chunk", *STATE_NAMES],
+                input_names=["chunk", *names],
                 output_names=outputs,
                 dynamic_axes=dynamic,
                 opset_version=OPSET,
@@ -117,7 +130,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         "hop": config.hop,
         "delay": model.delay,
         "algorithmic_latency_ms": 1000 * config.L / config.sample_rate,
-        "inputs": ["chunk", *STATE_NAMES],
+        "inputs": ["chunk", *names],
         "outputs": outputs,
         "state": state_layout(model),
         "opset": OPSET,
