@@ -266,8 +266,8 @@ def write_latency(document: dict, stem: Path) -> None:
     rows = document["runs"]
     lines = [
         *header_markdown("End-to-end latency of `denoise live` through JACK (dummy backend)", document["header"]),
-        f"JACK dummy backend at {document['rate']} Hz, {rows[0]['seconds']:.0f} s per run, on a machine shared with "
-        f"a training run and other work (load average {document['load_after'][0]:.1f} at the end).",
+        f"JACK dummy backend at {document['rate']} Hz, {rows[0]['seconds']:.0f} s per run; load average "
+        f"{document['header']['load_average'][0]:.1f} at the start, {document['load_after'][0]:.1f} at the end.",
         "",
         f"The machine itself: a real-time thread woke from 1 ms sleeps up to {document['stalls']['max_ms']:.1f} ms "
         f"late (p99 {document['stalls']['p99_ms']:.2f} ms; {document['stalls']['over_1ms_per_minute']:.0f} times "
