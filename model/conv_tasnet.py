@@ -88,9 +88,9 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     return ChannelNorm(channels) if kind == "cLN" else CumulativeNorm(channels)
 
 
-def conv_2d(conv: nn.Conv1d, x: Tensor, dilation: int = 1) -> Tensor:
-    """`conv` applied to (batch, C, 1, frames) as a 2-D conv with a (1, k) kernel."""
-    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, dilation=(1, dilation), groups=conv.groups)
+def conv_2d(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """`conv` (its weights, dilation and groups) applied to (batch, C, 1, frames) as a 2-D conv with a (1, k) kernel."""
+    return F.conv2d(x, conv.weight.unsqueeze(2), conv.bias, dilation=(1, conv.dilation[0]), groups=conv.groups)
 
 
 class ConvBlock(nn.Module):
@@ -100,7 +100,6 @@ class ConvBlock(nn.Module):
     def __init__(self, B: int, H: int, P: int, dilation: int, norm: str) -> None:
         super().__init__()
         self.context = (P - 1) * dilation
-        self.dilation = dilation
         self.in_conv = nn.Conv1d(B, H, 1)
         self.act1 = nn.PReLU()
         self.norm1 = make_norm(norm, H)
@@ -119,7 +118,7 @@ class ConvBlock(nn.Module):
         y = self.norm1(self.act1(conv_2d(self.in_conv, x)))
         y = torch.cat([cache, y], dim=3)
         new_cache = y[:, :, :, -self.context :]  # constant slice: no shape arithmetic in the exported graph
-        y = self.norm2(self.act2(conv_2d(self.depthwise, y, self.dilation)))
+        y = self.norm2(self.act2(conv_2d(self.depthwise, y)))
         return x + conv_2d(self.res_conv, y), y, new_cache
 
 

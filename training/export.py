@@ -57,16 +57,17 @@ class _StreamGraph(nn.Module):
 
 
 def state_layout(model: ConvTasNet) -> dict[str, Any]:
-    """Shapes ("batch" is dynamic) and meaning of each state tensor."""
-    s = model.initial_state(1)
-    layout = {"enc": {"shape": ["batch", s.enc.shape[1]], "meaning": "last L - hop input samples"}}
-    for i, (cache, d) in enumerate(zip(s.conv, model.config.dilations)):
-        layout[f"conv{i}"] = {
-            "shape": ["batch", *cache.shape[1:]],
-            "meaning": f"past inputs of block {i}'s depthwise conv (dilation {d})",
-        }
-    layout["dec"] = {"shape": ["batch", s.dec.shape[1]], "meaning": "decoder overlap-add tail"}
-    return layout
+    """Shapes ("batch" is dynamic) and meaning of each state tensor, keyed by `state_names`."""
+    meanings = [
+        "last L - hop input samples",
+        *(f"past inputs of block {i}'s depthwise conv (dilation {d})" for i, d in enumerate(model.config.dilations)),
+        "decoder overlap-add tail",
+    ]
+    tensors = model.initial_state(1).flat()
+    return {
+        name: {"shape": ["batch", *tensor.shape[1:]], "meaning": meaning}
+        for name, tensor, meaning in zip(state_names(model), tensors, meanings, strict=True)
+    }
 
 
 def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int = 0) -> float:
@@ -76,8 +77,8 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
     audio = (rng.standard_normal((2, int(seconds * model.config.sample_rate) // hop * hop)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = state_names(model)
-    state_np = [t.numpy() for t in model.initial_state(2).flat()]
     state_t = model.initial_state(2)
+    state_np = [t.numpy() for t in state_t.flat()]
     worst, pos = 0.0, 0
     while pos < audio.shape[1]:
         k = int(rng.integers(1, 40)) * hop
