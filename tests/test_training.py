@@ -145,6 +145,35 @@ def test_resume_may_change_the_batch_size_and_nothing_else(tmp_path, speech_dir,
     assert payload["model_config"]["N"] == 16 and payload["train_config"]["speech"] == [str(speech_dir)]
 
 
+def test_a_cooldown_takes_the_learning_rate_to_zero_and_ends_the_run(tmp_path, speech_dir, noise_dir, env) -> None:
+    """A copy of an open-ended run cools down from where it stands; killed, it resumes the same cool-down."""
+    out = tmp_path / "run"
+    assert run(train_args(speech_dir, noise_dir, out, "--steps", "50", "--val-every", "1000"), env).returncode == 0
+    proc = run(["train", "--out", str(out), "--resume", "--cooldown", "100", "--steps", "100"], env)
+    assert proc.returncode == 0, proc.stderr
+    payload = load_file(out / "last.pt")
+    assert payload["step"] == 100
+    assert (payload["train_config"]["cooldown_from"], payload["train_config"]["cooldown_steps"]) == (50, 100)
+    again = run_cli("train", "--out", out, "--resume", "--cooldown", "10")
+    assert "cools down already (from step 50)" in assert_clean_failure(again)
+    proc = run(["train", "--out", str(out), "--resume"], env)  # no --steps: the cool-down's end ends the run
+    assert proc.returncode == 0, proc.stderr
+    assert load_file(out / "last.pt")["step"] == 150
+    lrs = [float(r["lr"]) for r in csv.DictReader((out / "train_log.csv").open()) if r["kind"] == "train"]
+    assert len(lrs) == 3 and lrs[1] > 0.0 and lrs[2] == 0.0  # logged at steps 50, 100 and 150
+
+
+def test_the_cooldown_scales_the_schedule_linearly_to_zero() -> None:
+    from training.config import TrainConfig
+    from training.loop import lr_factor
+
+    open_ended = TrainConfig(warmup=10, lr_half_life=1000)
+    cooled = TrainConfig(warmup=10, lr_half_life=1000, cooldown_from=400, cooldown_steps=200)
+    assert lr_factor(399, cooled) == lr_factor(399, open_ended)
+    assert lr_factor(500, cooled) == pytest.approx(lr_factor(500, open_ended) / 2)
+    assert lr_factor(600, cooled) == lr_factor(700, cooled) == 0.0
+
+
 def test_an_unknown_device_is_a_clean_error(tmp_path, speech_dir, noise_dir) -> None:
     err = assert_clean_failure(run_cli(*train_args(speech_dir, noise_dir, tmp_path / "run", "--device", "tpu9")))
     assert "--device tpu9" in err

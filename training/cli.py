@@ -60,9 +60,16 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="continue the run in --out (configs come from it; only --batch-size, --val-every and "
-        "--checkpoint-minutes may be changed)",
+        "--checkpoint-minutes may be changed, and a --cooldown started)",
     )
     p.add_argument("--steps", type=int, help="stop at this total step count")
+    p.add_argument(
+        "--cooldown",
+        type=int,
+        metavar="STEPS",
+        help="from where the run stands, take the learning rate linearly to zero over STEPS steps and end the "
+        "run there (do it on a copy of an open-ended run folder)",
+    )
     p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default) or cuda")
@@ -120,6 +127,7 @@ def _run_train(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         overrides={k: getattr(args, k) for k in RESUMABLE_OVERRIDES if getattr(args, k) is not None},
+        cooldown=args.cooldown,
     )
     return EXIT_OK
 

@@ -29,6 +29,8 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup: int = 500
     lr_half_life: int = 40000
+    cooldown_from: int = 0
+    cooldown_steps: int = 0
     grad_clip: float = 5.0
     stft_weight: float = 1.0
     seed: int = 0

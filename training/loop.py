@@ -55,9 +55,12 @@ LOG_FIELDS = [
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then halving every `lr_half_life` steps."""
+    """Linear warm-up, then halving every `lr_half_life` steps, then the cool-down (if any) to zero."""
     warm = min(1.0, (step + 1) / max(1, config.warmup))
-    return warm * 0.5 ** (max(0, step - config.warmup) / config.lr_half_life)
+    factor = warm * 0.5 ** (max(0, step - config.warmup) / config.lr_half_life)
+    if config.cooldown_steps:
+        factor *= min(1.0, max(0.0, 1 - (step - config.cooldown_from) / config.cooldown_steps))
+    return factor
 
 
 class CsvLog:
@@ -141,12 +144,15 @@ def train(
     device: str = "cpu",
     workers: int = 0,
     overrides: dict[str, object] | None = None,
+    cooldown: int | None = None,
 ) -> int:
     """Train into `out_dir` (checkpoints last/prev/best.pt and train_log.csv); returns the final step.
 
     With `resume`, model and training configs come from the checkpoint and the given ones are ignored,
     except for the fields in `overrides` (e.g. a larger batch_size when the run moves to a GPU).
     `workers` processes draw batches ahead of the training step (0: drawn in the training process).
+    `cooldown` starts the run's cool-down now: the LR falls linearly to zero over that many steps, and the run
+    ends there (a run resumed mid cool-down keeps its own).
     Time on a GPU is counted as GPU hours, time on the CPU as CPU hours.
     """
     rank, world = _distributed()
@@ -163,6 +169,12 @@ def train(
         config = TrainConfig.from_dict(payload["train_config"])
     model_config = model_config or TasNetConfig()
     config = replace(config or TrainConfig(), **(overrides or {}))
+    if cooldown is not None:
+        if cooldown < 1:
+            raise ValueError(f"--cooldown {cooldown}: needs at least one step")
+        if config.cooldown_steps:
+            raise ValueError(f"{out_dir}: cools down already (from step {config.cooldown_from}); resume it as it is")
+        config = replace(config, cooldown_from=payload["step"] if payload else 0, cooldown_steps=cooldown)
     try:
         on_gpu = torch.device(device).type == "cuda"
     except RuntimeError as exc:
@@ -222,6 +234,8 @@ def train(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     end_step = max_steps if max_steps is not None else sys.maxsize
+    if config.cooldown_steps:
+        end_step = min(end_step, config.cooldown_from + config.cooldown_steps)
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
     audio_per_step = config.batch_size * config.seconds * world
     bar = tqdm(
