@@ -159,8 +159,10 @@ def test_a_cooldown_takes_the_learning_rate_to_zero_and_ends_the_run(tmp_path, s
     proc = run(["train", "--out", str(out), "--resume"], env)  # no --steps: the cool-down's end ends the run
     assert proc.returncode == 0, proc.stderr
     assert load_file(out / "last.pt")["step"] == 150
-    lrs = [float(r["lr"]) for r in csv.DictReader((out / "train_log.csv").open()) if r["kind"] == "train"]
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    lrs = [float(r["lr"]) for r in rows if r["kind"] == "train"]
     assert len(lrs) == 3 and lrs[1] > 0.0 and lrs[2] == 0.0  # logged at steps 50, 100 and 150
+    assert [r["step"] for r in rows if r["kind"] == "val"] == ["150"]  # the cooled weights are scored
 
 
 def test_the_cooldown_scales_the_schedule_linearly_to_zero() -> None:

@@ -234,8 +234,9 @@ def train(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     end_step = max_steps if max_steps is not None else sys.maxsize
-    if config.cooldown_steps:
-        end_step = min(end_step, config.cooldown_from + config.cooldown_steps)
+    cooled_at = config.cooldown_from + config.cooldown_steps if config.cooldown_steps else None
+    if cooled_at is not None:
+        end_step = min(end_step, cooled_at)
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
     audio_per_step = config.batch_size * config.seconds * world
     bar = tqdm(
@@ -311,7 +312,7 @@ def train(
             if log:
                 log.write(**row)
             window_start, window_steps, window_good, window_loss, window_score = time.monotonic(), 0, 0, 0.0, 0.0
-        if rank == 0 and data.val_clean and step % config.val_every == 0:
+        if rank == 0 and data.val_clean and (step % config.val_every == 0 or step == cooled_at):
             metrics = validate(model, data)
             current = metrics["pesq_wb"]
             improved = current > best
