@@ -235,6 +235,26 @@ def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir
     assert np.isfinite(engine.feed(np.zeros(100, np.float32))).all()
 
 
+@pytest.mark.parametrize(
+    ("licence", "non_commercial"),
+    [
+        ("UrbanSound8K is CC BY-NC 3.0 (non-commercial; attribution to Freesound uploaders)", True),
+        ("repo Apache-2.0; ESC-50 clips are CC BY-NC 3.0 (Piczak 2015)", True),
+        ("derived from DAPS (CC BY-NC 4.0) -> treat as POSSIBLY NON-COMMERCIAL", True),
+        ('README: "available for free download for both commercial and non-commercial purposes"', False),
+        ("LibriSpeech (c) 2014 Vassil Panayotov, CC BY 4.0; LibriVox recordings are public domain", False),
+        ("CC-BY-SA-3.0 (en/es/fr/it); see debian_copyright.txt (SYNC, INC and FUNC are no licences)", False),
+    ],
+)
+def test_a_source_is_non_commercial_only_when_its_licence_says_so(tmp_path, licence, non_commercial) -> None:
+    from training.provenance import source_licences
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "SOURCE.txt").write_text(f"Source: somewhere\nLicence: {licence}\n")
+    (entry,) = source_licences(tmp_path)
+    assert entry["licence"] == licence and entry["non_commercial"] is non_commercial
+
+
 def test_export_refuses_a_model_without_a_streaming_form(tmp_path, speech_dir, noise_dir, env) -> None:
     out = tmp_path / "run"
     assert (

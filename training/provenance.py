@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+# A Creative Commons NC licence, or "non-commercial" said of the data rather than in "commercial and
+# non-commercial" (a licence that allows both). Any such mention flags the source, "possibly" included.
+NON_COMMERCIAL = re.compile(r"\bBY-NC\b|(?<!commercial and )non-commercial", re.IGNORECASE)
 
 
 def source_licences(folder: str | Path) -> list[dict[str, object]]:
@@ -22,7 +27,7 @@ def source_licences(folder: str | Path) -> list[dict[str, object]]:
                 "source": src.name,
                 "path": str(src),
                 "licence": licence,
-                "non_commercial": "NC" in text or "NON-COMMERCIAL" in text.upper(),
+                "non_commercial": bool(NON_COMMERCIAL.search(text)),
             }
         )
     return entries
