@@ -230,6 +230,7 @@ def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir
     assert doc["inputs"] == ["chunk", "enc", "conv0", "conv1", "dec"]
     assert [doc["state"][f"conv{i}"]["shape"] for i in (0, 1)] == [["batch", 16, 1, 2 * d] for d in (1, 2)]
     assert doc["training"]["data"]["non_commercial"] is True  # the test noise is UrbanSound8K (CC BY-NC)
+    assert doc["algorithmic_latency_ms"] == 1000 * doc["delay"] / 16000 == 1000 * (16 - 8) / 16000  # L - hop
     engine = Denoiser(onnx_path)
     assert engine.latency == 8 + 7  # L - hop, plus hop - 1 for any block size
     assert np.isfinite(engine.feed(np.zeros(100, np.float32))).all()

@@ -130,7 +130,8 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         "parameters": model.num_parameters(),
         "hop": config.hop,
         "delay": model.delay,
-        "algorithmic_latency_ms": 1000 * config.L / config.sample_rate,
+        "algorithmic_latency_ms": 1000 * model.delay / config.sample_rate,  # L - hop, as the engine reports it
+        "window_ms": 1000 * config.L / config.sample_rate,
         "inputs": ["chunk", *names],
         "outputs": outputs,
         "state": state_layout(model),
