@@ -146,7 +146,7 @@ def test_resume_may_change_the_batch_size_and_nothing_else(tmp_path, speech_dir,
 
 
 def test_a_cooldown_takes_the_learning_rate_to_zero_and_ends_the_run(tmp_path, speech_dir, noise_dir, env) -> None:
-    """A copy of an open-ended run cools down from where it stands; killed, it resumes the same cool-down."""
+    """A copy of an open-ended run cools down from where it stands; stopped, it resumes the same cool-down."""
     out = tmp_path / "run"
     assert run(train_args(speech_dir, noise_dir, out, "--steps", "50", "--val-every", "1000"), env).returncode == 0
     proc = run(["train", "--out", str(out), "--resume", "--cooldown", "100", "--steps", "100"], env)
