@@ -111,3 +111,24 @@ def header_markdown(title: str, head: dict[str, Any]) -> list[str]:
         f"Python {head['python']}; {packages}",
         "",
     ]
+
+
+def write_section(path: Path, heading: str, lines: list[str], title: str = "Training speed") -> None:
+    """Replace the `## heading` section of a markdown report (or append it), leaving its other sections alone.
+
+    Lets several benchmarks share one report file, each rewriting only what it measured.
+    """
+    old = path.read_text().splitlines() if path.exists() else [f"# {title}"]
+    start = next((i for i, line in enumerate(old) if line == f"## {heading}"), None)
+    if start is None:
+        before, after = old, []
+    else:
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+        before, after = old[:start], old[end:]
+    while before and not before[-1]:
+        before.pop()
+    section = ["", f"## {heading}", "", *lines, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join([*before, *section, *after]).rstrip("\n") + "\n")
+    tmp.replace(path)

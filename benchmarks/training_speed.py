@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.report import write_section
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet
 from training.losses import enhancement_loss
@@ -83,8 +84,6 @@ def main() -> None:
         x_rt = rate * args.batch * args.seconds
         print(f"{name:28s} {params / 1e6:5.2f} M  {rate * 3600:7.0f} steps/h  {x_rt:5.1f} xRT", flush=True)
     lines = [
-        "# Training speed",
-        "",
         f"Command: `python -m benchmarks.training_speed --steps {args.steps} --batch {args.batch} "
         f"--seconds {args.seconds}`  ",
         f"Date: {time.strftime('%Y-%m-%d')}; CPU: {platform.processor() or platform.machine()}, "
@@ -99,8 +98,7 @@ def main() -> None:
             f"| {name} | {params / 1e6:.2f} | {1000 * cfg.L / cfg.sample_rate:g} | {rate * 3600:,.0f} | "
             f"{rate * args.batch * args.seconds:.1f} |"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    write_section(args.out, "Throughput", lines)
     print(f"wrote {args.out}")
 
 

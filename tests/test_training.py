@@ -316,3 +316,27 @@ def test_init_from_a_missing_checkpoint_is_a_clean_error(tmp_path, speech_dir, n
     missing = tmp_path / "nowhere.pt"
     err = assert_clean_failure(run_cli(*train_args(speech_dir, noise_dir, tmp_path / "run", "--init", missing)))
     assert "nowhere.pt" in err
+
+
+def test_the_shape_race_reports_the_best_validation_within_equal_cpu_budgets(
+    tmp_path, speech_dir, noise_dir, env
+) -> None:
+    from benchmarks.shape_race import SECTION, Curve, report
+
+    runs = tmp_path / "race"
+    for name, steps in (("default", "20"), ("L32", "10")):
+        proc = run(train_args(speech_dir, noise_dir, runs / name, "--steps", steps, "--val-every", "5"), env)
+        assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "training-speed.md"
+    out.write_text("# Training speed\n\n## Throughput\n\nthroughput table\n")
+    winner = report(runs, out)
+    report(runs, out)  # a second report replaces its section
+    text = out.read_text()
+    assert text.count(f"## {SECTION}") == 1 and "throughput table" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "CPU h" not in line]
+    assert len(rows) == 2 and all("-" not in row.split("|")[4] for row in rows)
+    assert winner in ("default", "L32")
+
+    curve = Curve(steps=30, cpu_hours=0.3, val=[(0.1, 1.5, 0.8, 9.0), (0.2, 1.7, 0.82, 10.0), (0.3, 1.6, 0.83, 11.0)])
+    assert curve.best_within(0.05) is None
+    assert curve.best_within(0.25) == (0.2, 1.7, 0.82, 10.0) == curve.best_within(0.3)

@@ -1,0 +1,172 @@
+"""Validation score per CPU hour of model shapes: each shape trained from scratch the same way, then the best
+validation PESQ-WB it had reached within equal CPU budgets.
+
+Throughput alone (`benchmarks.training_speed`) does not pick a shape: a faster shape may learn less per step.
+So every shape runs `denoise train` with the default run's data, seed, batch (8 x 2 s), schedule and
+torch.compile, on one thread, `--jobs` shapes at a time (one per core, so each has a core to itself). CPU hours
+are the training steps' process time, as in every run's train_log.csv (validation not counted).
+
+Run:     python -m benchmarks.shape_race run --minutes 42 [--jobs 2]   (rerun to extend: the runs resume)
+Report:  python -m benchmarks.shape_race report   (writes its section of benchmarks/results/training-speed.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.report import cpu_model, write_section
+
+RUNS = Path("training/runs/shape-race")
+REPORT = Path("benchmarks/results/training-speed.md")
+SECTION = "Validation score per CPU hour"
+
+# folder name -> (label, model options of `denoise train`)
+SHAPES: dict[str, tuple[str, dict[str, str]]] = {
+    "default": ("default: L=64, cLN, N=128 H=128, X=8 R=2", {}),
+    "L32": ("L=32 (window 2 ms)", {"L": "32"}),
+    "cumLN": ("cumLN (the paper's cumulative norm)", {"norm": "cumLN"}),
+    "narrow": ("narrow: N=64 H=96", {"N": "64", "H": "96"}),
+}
+
+
+def train_command(run: Path, options: dict[str, str], speech: list[str], noise: list[str], minutes: float) -> list[str]:
+    """`denoise train` for one shape: a new run, or the resumption of the one already in `run`."""
+    command = [sys.executable, "-m", "realtime.cli", "train", "--out", str(run), "--minutes", f"{minutes:g}"]
+    command += ["--threads", "1", "--val-every", "250"]
+    if (run / "last.pt").exists():
+        return [*command, "--resume"]
+    command += ["--speech", *speech, "--noise", *noise, "--compile", "--seed", "0"]
+    return command + [arg for key, value in options.items() for arg in (f"--{key}", value)]
+
+
+def race(runs: Path, speech: list[str], noise: list[str], minutes: float, jobs: int) -> None:
+    """Train every shape for `minutes` of wall time, `jobs` at a time; each run's output goes to its train.out."""
+
+    def one(name: str) -> int:
+        run = runs / name
+        run.mkdir(parents=True, exist_ok=True)
+        command = train_command(run, SHAPES[name][1], speech, noise, minutes)
+        with open(run / "train.out", "a") as out:
+            out.write(f"$ {shlex.join(command)}\n")
+            out.flush()
+            code = subprocess.run(command, stdout=out, stderr=out).returncode
+        print(f"{name}: exit {code} ({run / 'train.out'})", flush=True)
+        return code
+
+    with ThreadPoolExecutor(jobs) as pool:
+        codes = list(pool.map(one, SHAPES))
+    if any(codes):
+        raise SystemExit(f"{sum(1 for c in codes if c)} of {len(codes)} shapes failed: see their train.out")
+
+
+@dataclass
+class Curve:
+    """One run's validation scores against its CPU hours."""
+
+    steps: int
+    cpu_hours: float
+    val: list[tuple[float, float, float, float]]  # (cpu hours, PESQ-WB, STOI, SI-SDR)
+
+    def best_within(self, budget: float) -> tuple[float, float, float, float] | None:
+        """The validation row the run's best.pt held after `budget` CPU hours (highest PESQ-WB so far)."""
+        reached = [row for row in self.val if row[0] <= budget]
+        return max(reached, key=lambda row: row[1]) if reached else None
+
+
+def read_curve(log: Path) -> Curve:
+    steps, cpu_hours, val = 0, 0.0, []
+    with open(log, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["kind"] == "train":
+                steps, cpu_hours = int(row["step"]), float(row["cpu_hours"])
+            elif row["kind"] == "val":
+                val.append(
+                    (
+                        float(row["cpu_hours"]),
+                        float(row["val_pesq_wb"]),
+                        float(row["val_stoi"]),
+                        float(row["val_si_sdr"]),
+                    )
+                )
+    return Curve(steps, cpu_hours, val)
+
+
+def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
+    """Write the table of the shapes found in `runs` to their section of `out`; returns the winner's folder name."""
+    from model.config import TasNetConfig
+    from model.conv_tasnet import ConvTasNet
+
+    curves = {
+        name: read_curve(runs / name / "train_log.csv") for name in SHAPES if (runs / name / "train_log.csv").exists()
+    }
+    if not curves or not all(c.val for c in curves.values()):
+        raise SystemExit(f"no validated shape runs in {runs}: run `python -m benchmarks.shape_race run` first")
+    common = min(c.cpu_hours for c in curves.values())
+    budgets = [step_hours * k for k in range(1, int(common / step_hours) + 1)] or [common]
+    final = budgets[-1]
+    winner = max(curves, key=lambda name: curves[name].best_within(final)[1] if curves[name].best_within(final) else 0)
+    lines = [
+        f"Command: `python -m benchmarks.shape_race run --minutes M --jobs 2` then "
+        f"`python -m benchmarks.shape_race report` (runs in `{runs}`, their train_log.csv committed)  ",
+        f"Date: {time.strftime('%Y-%m-%d')}; CPU: {cpu_model()}; one thread per run, one run per core; from scratch, "
+        "batches of 8 x 2 s, seed 0, torch.compile, on-the-fly mixing of ../shared/data speech/train + noise/train "
+        "(SNR 0-20 dB); validation on the run's 32 held-out mixtures (never the test set).",
+        "",
+        "Best validation PESQ-WB reached within each CPU budget (what the run's best.pt held then); the last "
+        "columns are that checkpoint's STOI and SI-SDR at the largest common budget.",
+        "",
+        "| shape | params (M) | steps per CPU hour | "
+        + " | ".join(f"PESQ-WB @ {b:g} CPU h" for b in budgets)
+        + f" | STOI @ {final:g} h | SI-SDR @ {final:g} h |",
+        "|---|---|---|" + "---|" * (len(budgets) + 2),
+    ]
+    for name, curve in curves.items():
+        label, options = SHAPES[name]
+        params = ConvTasNet(
+            TasNetConfig(**{k: v if k == "norm" else int(v) for k, v in options.items()})
+        ).num_parameters()
+        best = [curve.best_within(b) for b in budgets]
+        cells = [f"{row[1]:.3f}" if row else "-" for row in best]
+        last = best[-1]
+        tail = [f"{last[2]:.4f}", f"{last[3]:.2f}"] if last else ["-", "-"]
+        mark = f"**{label}**" if name == winner else label
+        lines.append(
+            f"| {mark} | {params / 1e6:.2f} | {curve.steps / curve.cpu_hours if curve.cpu_hours else 0:,.0f} | "
+            + " | ".join(cells + tail)
+            + " |"
+        )
+    lines += ["", f"Highest at {final:g} CPU hours: **{SHAPES[winner][0]}**."]
+    write_section(out, SECTION, lines)
+    return winner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="train every shape (resuming runs already there)")
+    p.add_argument("--minutes", type=float, required=True, help="wall minutes for each shape in this call")
+    p.add_argument("--jobs", type=int, default=2, help="shapes trained at once (default 2: one per core)")
+    p.add_argument("--speech", nargs="+", default=["../shared/data/speech/train"])
+    p.add_argument("--noise", nargs="+", default=["../shared/data/noise/train"])
+    p.add_argument("--runs", type=Path, default=RUNS)
+    r = sub.add_parser("report", help=f"write the table to the '{SECTION}' section of the report")
+    r.add_argument("--runs", type=Path, default=RUNS)
+    r.add_argument("--out", type=Path, default=REPORT)
+    args = parser.parse_args()
+    if args.command == "run":
+        race(args.runs, args.speech, args.noise, args.minutes, args.jobs)
+    else:
+        winner = report(args.runs, args.out)
+        print(f"wrote {args.out}: highest validation PESQ-WB at the common budget: {winner}")
+
+
+if __name__ == "__main__":
+    main()
