@@ -170,11 +170,23 @@ def start_live(server: JackServer, *args: str | Path, stdin: int = subprocess.DE
     was written, where JACK's own C example client misses 2.7 ms deadlines under load)."""
     cmd = [sys.executable, "-m", "realtime.cli", "live", "--input", "system", "--output", "system", "--channel", "1"]
     cmd += ["--headroom", "4"]
-    return subprocess.Popen([*cmd, *map(str, args)], env=server.env, stdin=stdin, stderr=subprocess.PIPE, text=True)
+    env = {**server.env, "PYTHONFAULTHANDLER": "1"}  # so that finish() can show where a stuck process hangs
+    return subprocess.Popen([*cmd, *map(str, args)], env=env, stdin=stdin, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
-    _, err = proc.communicate(timeout=timeout)
+    """Exit code and stderr of `denoise live`; one that does not exit in time is aborted (never left connected
+    to the server, where it would fail the next tests) and the test fails with its threads' stacks."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        pytest.fail(f"denoise live did not exit within {timeout} s:\n{err[-6000:]}")
     assert "Traceback" not in err, err
     return proc.returncode, err
 
