@@ -104,13 +104,14 @@ def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
     from model.config import TasNetConfig
     from model.conv_tasnet import ConvTasNet
 
-    curves = {
-        name: read_curve(runs / name / "train_log.csv") for name in SHAPES if (runs / name / "train_log.csv").exists()
-    }
-    if not curves or not all(c.val for c in curves.values()):
+    logs = {name: runs / name / "train_log.csv" for name in SHAPES}
+    curves = {name: curve for name, log in logs.items() if log.exists() and (curve := read_curve(log)).val}
+    if not curves:
         raise SystemExit(f"no validated shape runs in {runs}: run `python -m benchmarks.shape_race run` first")
-    common = min(c.cpu_hours for c in curves.values())
-    budgets = [step_hours * k for k in range(1, int(common / step_hours) + 1)] or [common]
+    common = min(c.val[-1][0] for c in curves.values())  # every run validated up to here
+    budgets = [step_hours * k for k in range(1, int(common / step_hours) + 1)]
+    if not budgets or common - budgets[-1] >= 0.01:  # and the whole common budget
+        budgets.append(round(common, 3))
     final = budgets[-1]
     winner = max(curves, key=lambda name: curves[name].best_within(final)[1] if curves[name].best_within(final) else 0)
     lines = [
