@@ -113,13 +113,14 @@ def handling(signals: tuple[signal.Signals, ...], handler: Any) -> Iterator[None
             signal.signal(s, old)
 
 
-def interrupt_on_sigterm() -> contextlib.AbstractContextManager[None]:
-    """SIGTERM stops like Ctrl-C does (a clean stop, recordings complete)."""
+def interrupt_on_signals() -> contextlib.AbstractContextManager[None]:
+    """SIGINT (Ctrl-C) and SIGTERM stop cleanly (recordings complete), even in a process started with SIGINT
+    ignored: a shell without job control starts background commands so, and Python then leaves it ignored."""
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    return handling((signal.SIGTERM,), interrupt)
+    return handling((signal.SIGINT, signal.SIGTERM), interrupt)
 
 
 def signals_ignored() -> contextlib.AbstractContextManager[None]:
@@ -184,7 +185,7 @@ def stream_until_stopped(session: Session, opts: LiveOptions, status: StatusLine
     bridge.start(opts.priority)
     started = time.perf_counter()
     try:
-        with realtime_thread(opts.priority), Keys() as keys, interrupt_on_sigterm():
+        with realtime_thread(opts.priority), Keys() as keys, interrupt_on_signals():
             if keys.enabled:
                 print("keys: b = bypass on/off, q = quit", file=status.stream)
             start_stream(stream)
