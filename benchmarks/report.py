@@ -128,7 +128,8 @@ def write_section(path: Path, heading: str, lines: list[str], title: str = "Trai
     while before and not before[-1]:
         before.pop()
     section = ["", f"## {heading}", "", *lines, ""]
+    from realtime.audio_io import atomic_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join([*before, *section, *after]).rstrip("\n") + "\n")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        tmp.write_text("\n".join([*before, *section, *after]).rstrip("\n") + "\n")

@@ -28,23 +28,25 @@ RUNS = Path("training/runs/shape-race")
 REPORT = Path("benchmarks/results/training-speed.md")
 SECTION = "Validation score per CPU hour"
 
-# folder name -> (label, model options of `denoise train`)
-SHAPES: dict[str, tuple[str, dict[str, str]]] = {
+# folder name -> (label, TasNetConfig fields that differ from the default, given to `denoise train` as options)
+SHAPES: dict[str, tuple[str, dict[str, int | str]]] = {
     "default": ("default: L=64, cLN, N=128 H=128, X=8 R=2", {}),
-    "L32": ("L=32 (window 2 ms)", {"L": "32"}),
+    "L32": ("L=32 (window 2 ms)", {"L": 32}),
     "cumLN": ("cumLN (the paper's cumulative norm)", {"norm": "cumLN"}),
-    "narrow": ("narrow: N=64 H=96", {"N": "64", "H": "96"}),
+    "narrow": ("narrow: N=64 H=96", {"N": 64, "H": 96}),
 }
 
 
-def train_command(run: Path, options: dict[str, str], speech: list[str], noise: list[str], minutes: float) -> list[str]:
+def train_command(
+    run: Path, options: dict[str, int | str], speech: list[str], noise: list[str], minutes: float
+) -> list[str]:
     """`denoise train` for one shape: a new run, or the resumption of the one already in `run`."""
     command = [sys.executable, "-m", "realtime.cli", "train", "--out", str(run), "--minutes", f"{minutes:g}"]
     command += ["--threads", "1", "--val-every", "250"]
     if (run / "last.pt").exists():
         return [*command, "--resume"]
     command += ["--speech", *speech, "--noise", *noise, "--compile", "--seed", "0"]
-    return command + [arg for key, value in options.items() for arg in (f"--{key}", value)]
+    return command + [arg for key, value in options.items() for arg in (f"--{key}", str(value))]
 
 
 def race(runs: Path, speech: list[str], noise: list[str], minutes: float, jobs: int) -> None:
@@ -113,7 +115,8 @@ def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
     if not budgets or common - budgets[-1] >= 0.01:  # and the whole common budget
         budgets.append(round(common, 3))
     final = budgets[-1]
-    winner = max(curves, key=lambda name: curves[name].best_within(final)[1] if curves[name].best_within(final) else 0)
+    best = {name: [curve.best_within(b) for b in budgets] for name, curve in curves.items()}
+    winner = max(curves, key=lambda name: best[name][-1][1] if best[name][-1] else 0)
     lines = [
         f"Command: `python -m benchmarks.shape_race run --minutes M --jobs 2` then "
         f"`python -m benchmarks.shape_race report` (runs in `{runs}`, their train_log.csv committed)  ",
@@ -131,12 +134,9 @@ def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
     ]
     for name, curve in curves.items():
         label, options = SHAPES[name]
-        params = ConvTasNet(
-            TasNetConfig(**{k: v if k == "norm" else int(v) for k, v in options.items()})
-        ).num_parameters()
-        best = [curve.best_within(b) for b in budgets]
-        cells = [f"{row[1]:.3f}" if row else "-" for row in best]
-        last = best[-1]
+        params = ConvTasNet(TasNetConfig(**options)).num_parameters()
+        cells = [f"{row[1]:.3f}" if row else "-" for row in best[name]]
+        last = best[name][-1]
         tail = [f"{last[2]:.4f}", f"{last[3]:.2f}"] if last else ["-", "-"]
         mark = f"**{label}**" if name == winner else label
         lines.append(
