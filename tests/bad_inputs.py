@@ -35,7 +35,9 @@ RATES = (8000, 22050, 44100, 48000, 96000)
 CHANNELS = (1, 2, 6)
 SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 TINY_MODEL = ["--N", "16", "--B", "16", "--H", "16", "--X", "2", "--R", "1", "--L", "16"]
+# --allow-non-commercial: the test noise is UrbanSound8K (CC BY-NC)
 TINY_RUN = [*TINY_MODEL, "--batch-size", "2", "--seconds", "0.5", "--threads", "1", "--val-every", "1000"]
+TINY_RUN += ["--allow-non-commercial"]
 TEMP_FILE = re.compile(r"^\..*\.(part|tmp)$")
 MESSAGE = re.compile(r"((denoise|error|warning|not scored|step \d+):|(skipped|saved|removed|resuming) ).*")
 

@@ -39,6 +39,7 @@ TINY = [
     "0.5",
     "--threads",
     "1",
+    "--allow-non-commercial",  # the test noise is UrbanSound8K (CC BY-NC)
 ]
 
 
@@ -248,12 +249,13 @@ def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir
     ],
 )
 def test_a_source_is_non_commercial_only_when_its_licence_says_so(tmp_path, licence, non_commercial) -> None:
-    from training.provenance import source_licences
+    from training.provenance import sources_under
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "SOURCE.txt").write_text(f"Source: somewhere\nLicence: {licence}\n")
-    (entry,) = source_licences(tmp_path)
-    assert entry["licence"] == licence and entry["non_commercial"] is non_commercial
+    (source,) = sources_under(tmp_path)
+    assert source.licence == licence and source.flagged is non_commercial
+    assert source.is_non_commercial(tmp_path / "src" / "a.wav") is non_commercial
 
 
 def test_export_refuses_a_model_without_a_streaming_form(tmp_path, speech_dir, noise_dir, env) -> None:

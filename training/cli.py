@@ -82,7 +82,41 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="training crop length")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--stft-weight", type=float, default=1.0, help="weight of the multi-resolution STFT loss")
+    p.add_argument("--stft-weight", type=float, default=1.0, help="weight of the spectral loss beside -SI-SDR")
+    p.add_argument(
+        "--spectral-loss",
+        choices=["mrstft", "compressed"],
+        default=TrainConfig.spectral_loss,
+        help="multi-resolution STFT (default) or power-law compressed complex spectrum",
+    )
+    g = p.add_argument_group("data mix (see README: Train)")
+    g.add_argument(
+        "--speech-balance",
+        type=float,
+        default=TrainConfig.speech_balance,
+        help="draw each speech source by its minutes to this power (1: by duration, 0: sources equally)",
+    )
+    g.add_argument("--noise-balance", type=float, default=TrainConfig.noise_balance, help="the same for noise")
+    g.add_argument(
+        "--source-weight",
+        action="append",
+        default=[],
+        metavar="NAME=W",
+        help="multiply source NAME's draw weight by W (repeatable)",
+    )
+    g.add_argument(
+        "--allow-non-commercial",
+        action="store_true",
+        help="also train on sources whose licence forbids commercial use (recorded in the model's sidecar)",
+    )
+    g.add_argument("--level", type=float, nargs=2, default=TrainConfig.level_dbfs, metavar=("LOW", "HIGH"))
+    g = p.add_argument_group("augmentation (probabilities per mixture)")
+    g.add_argument("--rir", nargs="+", default=[], metavar="DIR", help="folders of measured room impulse responses")
+    g.add_argument("--simulated-rooms", type=int, default=0, help="shoebox rooms to simulate (pyroomacoustics)")
+    g.add_argument("--reverb", type=float, default=TrainConfig.reverb, help="reverberate the speech")
+    g.add_argument("--eq", type=float, default=TrainConfig.eq, help="random EQ of speech and of noise")
+    g.add_argument("--band-limit", type=float, default=TrainConfig.band_limit, help="a phone or cheap mic's band")
+    g.add_argument("--clipping", type=float, default=TrainConfig.clipping, help="an overdriven, clipped input")
     p.add_argument("--val-every", type=int, help=f"validate every N steps (default: {TrainConfig.val_every})")
     p.add_argument("--checkpoint-minutes", type=float, help=f"default: {TrainConfig.checkpoint_minutes:g}")
     p.add_argument("--seed", type=int, default=0)
@@ -102,6 +136,12 @@ RESUMABLE_OVERRIDES = ("batch_size", "val_every", "checkpoint_minutes")
 def _run_train(args: argparse.Namespace) -> int:
     from training.loop import train
 
+    for name in ("reverb", "eq", "band_limit", "clipping"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: a probability, from 0 to 1")
+    if args.simulated_rooms < 0:
+        raise ValueError(f"--simulated-rooms {args.simulated_rooms}: a count, 0 or more")
+
     model_config = TasNetConfig(N=args.N, L=args.L, B=args.B, H=args.H, P=args.P, X=args.X, R=args.R, norm=args.norm)
     config = TrainConfig(
         speech=args.speech,
@@ -112,9 +152,21 @@ def _run_train(args: argparse.Namespace) -> int:
         snr_db=tuple(args.snr),
         lr=args.lr,
         stft_weight=args.stft_weight,
+        spectral_loss=args.spectral_loss,
         seed=args.seed,
         compile=args.compile,
         init=args.init,
+        speech_balance=args.speech_balance,
+        noise_balance=args.noise_balance,
+        source_weights=_source_weights(args.source_weight),
+        allow_non_commercial=args.allow_non_commercial,
+        level_dbfs=tuple(args.level),
+        rir=args.rir,
+        simulated_rooms=args.simulated_rooms,
+        reverb=args.reverb,
+        eq=args.eq,
+        band_limit=args.band_limit,
+        clipping=args.clipping,
     )
     train(
         Path(args.out),
@@ -130,6 +182,20 @@ def _run_train(args: argparse.Namespace) -> int:
         cooldown=args.cooldown,
     )
     return EXIT_OK
+
+
+def _source_weights(items: list[str]) -> dict[str, float]:
+    """{name: weight} from NAME=W strings; a malformed one is a usage error."""
+    weights = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--source-weight {item}: expected NAME=WEIGHT, e.g. moodist=2") from None
+        if not name or not 0 <= weights[name] < float("inf"):
+            raise ValueError(f"--source-weight {item}: expected NAME=WEIGHT with a finite weight >= 0")
+    return weights
 
 
 def _run_export(args: argparse.Namespace) -> int:

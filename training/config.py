@@ -16,6 +16,14 @@ class TrainConfig:
     then halves every `lr_half_life` steps (open-ended, so a run can always be resumed for longer).
     init: the checkpoint whose weights started the run (every tensor of the same name and shape, e.g. the
     first blocks of a deeper model), or "" for a random start.
+
+    Data mix: each documented source (a folder with a SOURCE.txt) is drawn with a weight of its minutes
+    to the power `speech_balance` / `noise_balance` (1: by duration; 0: every source equally), times
+    `source_weights[name]` where given; within a source, by duration. Non-commercial files are left out
+    unless `allow_non_commercial`. Augmentation (probabilities; see training.augment): reverb with the
+    measured RIRs under `rir` and `simulated_rooms` simulated rooms, eq, band_limit, clipping; speech
+    levels are drawn from `level_dbfs`. spectral_loss: "mrstft" (multi-resolution STFT) or "compressed"
+    (power-law compressed complex and magnitude spectra), added to -SI-SDR with weight `stft_weight`.
     """
 
     speech: list[str] = field(default_factory=list)
@@ -41,6 +49,20 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     compile: bool = False
     init: str = ""
+    speech_balance: float | None = 1.0
+    noise_balance: float | None = 0.5
+    source_weights: dict[str, float] = field(default_factory=dict)
+    allow_non_commercial: bool = False
+    level_dbfs: tuple[float, float] = (-42.0, -12.0)
+    rir: list[str] = field(default_factory=list)
+    simulated_rooms: int = 0
+    reverb: float = 0.0
+    eq: float = 0.3
+    eq_db: float = 6.0
+    band_limit: float = 0.1
+    clipping: float = 0.05
+    overdrive_db: tuple[float, float] = (1.0, 12.0)
+    spectral_loss: str = "mrstft"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,7 +70,21 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        if "snr_db" in values:
-            values["snr_db"] = tuple(values["snr_db"])
+        values = {**LEGACY, **{k: v for k, v in data.items() if k in known}}
+        for key in ("snr_db", "level_dbfs", "overdrive_db"):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
+
+
+# What a run saved before these fields existed did: from_dict fills them in, so that it resumes unchanged
+# (every clip equally often, non-commercial data included, no augmentation).
+LEGACY: dict[str, Any] = {
+    "speech_balance": None,
+    "noise_balance": None,
+    "allow_non_commercial": True,
+    "level_dbfs": (-38.0, -15.0),
+    "eq": 0.0,
+    "band_limit": 0.0,
+    "clipping": 0.0,
+}

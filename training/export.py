@@ -18,6 +18,7 @@ from model.conv_tasnet import ConvTasNet, StreamState
 from realtime.audio_io import atomic_output
 from realtime.model_file import FORMAT, sidecar_path, write_json_atomic
 from training.checkpoint import load_file
+from training.config import TrainConfig
 from training.provenance import training_data
 
 OPSET = 17
@@ -122,7 +123,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         error = verify(model, tmp)
         if not error <= TOLERANCE:
             raise ExportError(f"{output}: ONNX output differs from torch by {error:.2e} (> {TOLERANCE:g}); not written")
-    train_cfg = payload.get("train_config", {})
+    train_cfg = TrainConfig.from_dict(payload.get("train_config", {}))
     document = {
         "format": FORMAT,
         "model": "causal Conv-TasNet",
@@ -144,8 +145,10 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             "cpu_hours": round(payload.get("cpu_seconds", 0.0) / 3600, 3),
             "gpu_hours": round(payload.get("gpu_seconds", 0.0) / 3600, 3),
             **({"averaged_from": payload["averaged_from"]} if "averaged_from" in payload else {}),
-            "train_config": train_cfg,
-            "data": training_data(train_cfg.get("speech", []), train_cfg.get("noise", []), train_cfg.get("paired", [])),
+            "train_config": train_cfg.to_dict(),
+            "data": training_data(
+                train_cfg.speech, train_cfg.noise, train_cfg.paired, train_cfg.rir, train_cfg.allow_non_commercial
+            ),
         },
         "scores": scores or {},
     }

@@ -266,7 +266,7 @@ def train(
     while step < end_step and not stop["now"] and time.monotonic() < deadline:
         t0, c0 = time.monotonic(), time.process_time()
         noisy, clean = (t.to(device, non_blocking=True) for t in next(batches))
-        loss, sdr = enhancement_loss(net(noisy), clean, config.stft_weight)
+        loss, sdr = enhancement_loss(net(noisy), clean, config.stft_weight, config.spectral_loss)
         optimizer.zero_grad(set_to_none=True)
         note = ""
         if torch.isfinite(loss):
