@@ -1,15 +1,18 @@
-"""The runtime never imports torch: users install it without the [train] extra."""
+"""The runtime never imports torch or the scoring packages: users install it without any extra."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import realtime
 
 RUNTIME = Path(realtime.__file__).parent
+NOT_IN_THE_RUNTIME = ("torch", "pesq", "pystoi", "scipy")  # pesq needs a C compiler to install
 
 
 def test_no_runtime_module_imports_torch() -> None:
@@ -19,15 +22,23 @@ def test_no_runtime_module_imports_torch() -> None:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "torch"]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in NOT_IN_THE_RUNTIME]
     assert offenders == []
 
 
+def test_the_runtime_install_pulls_no_torch_and_no_scoring_packages() -> None:
+    """`pip install .` installs the requirements without an `extra ==` marker: none of those may be heavy."""
+    base = [r for r in metadata.requires("rtdenoise") or [] if "extra ==" not in r]
+    names = {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower() for r in base}
+    assert names == {"numpy", "onnxruntime", "sounddevice", "soundfile", "soxr", "tqdm"}
+
+
 def test_runtime_runs_with_torch_unavailable(example_noisy, tmp_path) -> None:
-    """Importing torch is made to fail; the whole runtime path must still work."""
+    """Importing torch and the scoring packages is made to fail; the whole runtime path must still work."""
     code = f"""
 import sys
-sys.modules["torch"] = None  # any import of torch now raises ImportError
+for name in {NOT_IN_THE_RUNTIME!r}:
+    sys.modules[name] = None  # any import of it now raises ImportError
 import pkgutil, importlib, realtime
 for m in pkgutil.walk_packages(realtime.__path__, "realtime."):
     importlib.import_module(m.name)
@@ -37,3 +48,19 @@ sys.exit(main(["file", {str(example_noisy)!r}, "-o", {str(tmp_path / "out.wav")!
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out.wav").exists()
+
+
+def test_a_command_that_needs_an_extra_says_which(example_clean, example_noisy, tmp_path) -> None:
+    """Without the eval extra, `denoise eval` fails in one line that names the package and the extra."""
+    for folder, audio in (("clean", example_clean), ("scored", example_noisy)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.flac").write_bytes(audio.read_bytes())
+    code = f"""
+import sys
+sys.modules["pesq"] = None
+from realtime.cli import main
+sys.exit(main(["eval", "--clean", {str(tmp_path / "clean")!r}, "--enhanced", {str(tmp_path / "scored")!r}]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "denoise: this command needs pesq: pip install 'rtdenoise[eval]'"

@@ -21,7 +21,7 @@ from functools import cache
 import numpy as np
 from scipy import signal
 
-from realtime.audio_io import AudioError, atomic_output, list_audio, read_audio
+from realtime.audio_io import atomic_output, list_audio, read_audio
 from training import corpus
 
 EARLY_MS = 50.0
@@ -60,10 +60,7 @@ def simulated_rirs(count: int, seed: int, sample_rate: int) -> list[np.ndarray]:
     if path.exists():
         with np.load(path) as data:
             return [data[f"r{i}"] for i in range(count)]
-    try:
-        import pyroomacoustics as pra
-    except ImportError:
-        raise AudioError("simulated rooms need pyroomacoustics (pip install -e '.[train]')") from None
+    import pyroomacoustics as pra  # only here: the train extra has it, and simulating is optional
     rng = np.random.default_rng([seed, 77])
     rirs = []
     print(f"simulating {count} rooms (once; cached in {corpus.CACHE_DIR})", file=sys.stderr)
