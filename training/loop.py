@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,28 +133,65 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def train(
-    out_dir: Path,
-    model_config: TasNetConfig | None = None,
-    config: TrainConfig | None = None,
-    resume: bool = False,
-    max_steps: int | None = None,
-    max_minutes: float | None = None,
-    threads: int | None = None,
-    device: str = "cpu",
-    workers: int = 0,
-    overrides: dict[str, object] | None = None,
-    cooldown: int | None = None,
-) -> int:
-    """Train into `out_dir` (checkpoints last/prev/best.pt and train_log.csv); returns the final step.
+@dataclass
+class Run:
+    """A training run between steps: its model, optimiser and data, and the counters its checkpoints save."""
 
-    With `resume`, model and training configs come from the checkpoint and the given ones are ignored,
-    except for the fields in `overrides` (e.g. a larger batch_size when the run moves to a GPU).
-    `workers` processes draw batches ahead of the training step (0: drawn in the training process).
-    `cooldown` starts the run's cool-down now: the LR falls linearly to zero over that many steps, and the run
-    ends there (a run resumed mid cool-down keeps its own).
-    Time on a GPU is counted as GPU hours, time on the CPU as CPU hours.
-    """
+    out_dir: Path
+    model_config: TasNetConfig
+    config: TrainConfig
+    model: ConvTasNet
+    net: torch.nn.Module  # what the step calls: the model, wrapped for DDP and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    data: TrainingData
+    device: str
+    on_gpu: bool
+    rank: int
+    world: int
+    step: int = 0
+    cpu_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    best: float = -math.inf
+
+    @property
+    def cooled_at(self) -> int | None:
+        """The step where the cool-down ends the run (None: open-ended)."""
+        c = self.config
+        return c.cooldown_from + c.cooldown_steps if c.cooldown_steps else None
+
+    def snapshot(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": self.step,
+            "cpu_seconds": self.cpu_seconds,
+            "gpu_seconds": self.gpu_seconds,
+            "wall_seconds": self.wall_seconds,
+            "best_score": self.best,
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.config.to_dict(),
+        }
+
+    def hours(self) -> str:
+        gpu = f", {self.gpu_seconds / 3600:.2f} GPU hours" if self.gpu_seconds else ""
+        return f"{self.cpu_seconds / 3600:.2f} CPU hours{gpu}"
+
+
+def setup(
+    out_dir: Path,
+    model_config: TasNetConfig | None,
+    config: TrainConfig | None,
+    resume: bool,
+    threads: int | None,
+    device: str,
+    overrides: dict[str, object] | None,
+    cooldown: int | None,
+) -> Run:
+    """A new run in `out_dir`, or the one there resumed where its last checkpoint left it (see `train`)."""
     rank, world = _distributed()
     torch.set_flush_denormal(True)  # denormals slowed CPU training several-fold
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
@@ -195,37 +232,116 @@ def train(
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
-    step, cpu_seconds, gpu_seconds, wall_seconds, best = 0, 0.0, 0.0, 0.0, -math.inf
-    if payload is not None:
-        optimizer.load_state_dict(payload["optimizer"])  # moves the moments to the parameters' device
-        scheduler.load_state_dict(payload["scheduler"])
-        torch.set_rng_state(payload["torch_rng"])
-        step, cpu_seconds = payload["step"], payload["cpu_seconds"]
-        gpu_seconds = payload.get("gpu_seconds", 0.0)
-        wall_seconds, best = payload["wall_seconds"], payload["best_score"]
     net: torch.nn.Module = model
     if world > 1:
         # the last block's residual output feeds nothing (only its skip path does): its 1x1 conv gets no gradient
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     if config.compile:
         net = torch.compile(net)
-    log = CsvLog(out_dir / "train_log.csv") if rank == 0 else None
+    run = Run(out_dir, model_config, config, model, net, optimizer, scheduler, data, device, on_gpu, rank, world)
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])  # moves the moments to the parameters' device
+        scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        run.step, run.cpu_seconds = payload["step"], payload["cpu_seconds"]
+        run.gpu_seconds = payload.get("gpu_seconds", 0.0)
+        run.wall_seconds, run.best = payload["wall_seconds"], payload["best_score"]
+    return run
 
-    def snapshot() -> dict:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-            "cpu_seconds": cpu_seconds,
-            "gpu_seconds": gpu_seconds,
-            "wall_seconds": wall_seconds,
-            "best_score": best,
-            "model_config": model_config.to_dict(),
-            "train_config": config.to_dict(),
-        }
 
+def train_step(run: Run, noisy: Tensor, clean: Tensor) -> tuple[Tensor, Tensor, str]:
+    """One optimiser step on a batch; (loss, SI-SDR, note): the note says why a step was skipped, else ""."""
+    loss, sdr = enhancement_loss(run.net(noisy), clean, run.config.stft_weight, run.config.spectral_loss)
+    run.optimizer.zero_grad(set_to_none=True)
+    note = ""
+    if torch.isfinite(loss):
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+        if torch.isfinite(norm):
+            run.optimizer.step()
+        else:
+            note = "skipped step: non-finite gradient"
+    else:
+        note = "skipped step: non-finite loss"
+    run.scheduler.step()
+    run.step += 1
+    return loss, sdr, note
+
+
+def validate_and_keep_best(run: Run, log: CsvLog) -> None:
+    """Score the validation set, log it, and save best.pt when PESQ-WB improved."""
+    metrics = validate(run.model, run.data)
+    improved = metrics["pesq_wb"] > run.best
+    if improved:
+        run.best = metrics["pesq_wb"]
+        save_atomic(run.snapshot(), run.out_dir / BEST)
+    log.write(
+        step=run.step,
+        kind="val",
+        cpu_hours=f"{run.cpu_seconds / 3600:.3f}",
+        **{f"val_{k}": f"{v:.4f}" for k, v in metrics.items()},
+        note="best" if improved else "",
+    )
+    tqdm.write(
+        f"step {run.step}: validation PESQ-WB {metrics['pesq_wb']:.3f} STOI {metrics['stoi']:.3f} "
+        f"SI-SDR {metrics['si_sdr']:.2f} dB{' (best)' if improved else ''}"
+    )
+
+
+class Window:
+    """Means of the loss and SI-SDR over the steps since the last log row, and their rate."""
+
+    def __init__(self) -> None:
+        self.start, self.steps, self.good, self.loss, self.score = time.monotonic(), 0, 0, 0.0, 0.0
+
+    def add(self, loss: Tensor, sdr: Tensor, skipped: bool) -> None:
+        self.steps += 1
+        if not skipped:  # means over the steps taken: a skipped step's loss is not finite
+            self.good += 1
+            self.loss += loss.item()
+            self.score += sdr.item()
+
+    def row(self, run: Run) -> dict[str, str | int]:
+        rate = self.steps / max(1e-9, time.monotonic() - self.start)
+        audio_per_step = run.config.batch_size * run.config.seconds * run.world
+        return dict(
+            step=run.step,
+            kind="train",
+            loss=f"{self.loss / self.good:.4f}" if self.good else "nan",
+            si_sdr=f"{self.score / self.good:.3f}" if self.good else "nan",
+            lr=f"{run.scheduler.get_last_lr()[0]:.3e}",
+            steps_per_s=f"{rate:.3f}",
+            x_realtime=f"{rate * audio_per_step:.2f}",
+            cpu_hours=f"{run.cpu_seconds / 3600:.3f}",
+            gpu_hours=f"{run.gpu_seconds / 3600:.3f}",
+            note=f"{self.steps - self.good} steps skipped" if self.good < self.steps else "",
+        )
+
+
+def train(
+    out_dir: Path,
+    model_config: TasNetConfig | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    threads: int | None = None,
+    device: str = "cpu",
+    workers: int = 0,
+    overrides: dict[str, object] | None = None,
+    cooldown: int | None = None,
+) -> int:
+    """Train into `out_dir` (checkpoints last/prev/best.pt and train_log.csv); returns the final step.
+
+    With `resume`, model and training configs come from the checkpoint and the given ones are ignored,
+    except for the fields in `overrides` (e.g. a larger batch_size when the run moves to a GPU).
+    `workers` processes draw batches ahead of the training step (0: drawn in the training process).
+    `cooldown` starts the run's cool-down now: the LR falls linearly to zero over that many steps, and the run
+    ends there (a run resumed mid cool-down keeps its own).
+    Time on a GPU is counted as GPU hours, time on the CPU as CPU hours.
+    """
+    run = setup(out_dir, model_config, config, resume, threads, device, overrides, cooldown)
+    log = CsvLog(out_dir / "train_log.csv") if run.rank == 0 else None
     stop = {"now": False}
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -234,113 +350,64 @@ def train(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     end_step = max_steps if max_steps is not None else sys.maxsize
-    cooled_at = config.cooldown_from + config.cooldown_steps if config.cooldown_steps else None
-    if cooled_at is not None:
-        end_step = min(end_step, cooled_at)
+    if run.cooled_at is not None:
+        end_step = min(end_step, run.cooled_at)
     deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
-    audio_per_step = config.batch_size * config.seconds * world
     bar = tqdm(
         total=None if max_steps is None else max_steps,
-        initial=step,
+        initial=run.step,
         unit="step",
-        disable=rank != 0,
+        disable=run.rank != 0,
         mininterval=1 if sys.stderr.isatty() else 30,
         dynamic_ncols=True,
     )
     last_save = time.monotonic()
-    if rank == 0:
+    if log:
         for stale in remove_unfinished(out_dir):
             print(f"removed {stale}: a checkpoint write that was interrupted", file=sys.stderr)
-    window_start, window_steps, window_good, window_loss, window_score = time.monotonic(), 0, 0, 0.0, 0.0
+    window = Window()
     batches = iter(
         torch.utils.data.DataLoader(
-            StepBatches(data, config, rank),
+            StepBatches(run.data, run.config, run.rank),
             batch_size=None,
-            sampler=range(step, end_step),
+            sampler=range(run.step, end_step),
             num_workers=workers,
-            pin_memory=on_gpu,
+            pin_memory=run.on_gpu,
             prefetch_factor=4 if workers else None,
         )
     )
-    model.train()
-    while step < end_step and not stop["now"] and time.monotonic() < deadline:
+    run.model.train()
+    while run.step < end_step and not stop["now"] and time.monotonic() < deadline:
         t0, c0 = time.monotonic(), time.process_time()
         noisy, clean = (t.to(device, non_blocking=True) for t in next(batches))
-        loss, sdr = enhancement_loss(net(noisy), clean, config.stft_weight, config.spectral_loss)
-        optimizer.zero_grad(set_to_none=True)
-        note = ""
-        if torch.isfinite(loss):
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if torch.isfinite(norm):
-                optimizer.step()
-            else:
-                note = "skipped step: non-finite gradient"
-        else:
-            note = "skipped step: non-finite loss"
+        loss, sdr, note = train_step(run, noisy, clean)
         if note and log:
-            log.write(step=step, kind="skip", note=note)
-            tqdm.write(f"step {step}: {note}")
-        scheduler.step()
-        step += 1
-        if on_gpu:
-            gpu_seconds += (time.monotonic() - t0) * world
+            log.write(step=run.step - 1, kind="skip", note=note)
+            tqdm.write(f"step {run.step - 1}: {note}")
+        if run.on_gpu:
+            run.gpu_seconds += (time.monotonic() - t0) * run.world
         else:
-            cpu_seconds += (time.process_time() - c0) * world
-        wall_seconds += time.monotonic() - t0
-        window_steps += 1
-        if not note:  # means over the steps taken: a skipped step's loss is not finite
-            window_good += 1
-            window_loss += loss.item()
-            window_score += sdr.item()
+            run.cpu_seconds += (time.process_time() - c0) * run.world
+        run.wall_seconds += time.monotonic() - t0
+        window.add(loss, sdr, bool(note))
         bar.update(1)
-        if step % 50 == 0 or step == end_step:
-            rate = window_steps / max(1e-9, time.monotonic() - window_start)
-            row = dict(
-                step=step,
-                kind="train",
-                loss=f"{window_loss / window_good:.4f}" if window_good else "nan",
-                si_sdr=f"{window_score / window_good:.3f}" if window_good else "nan",
-                lr=f"{scheduler.get_last_lr()[0]:.3e}",
-                steps_per_s=f"{rate:.3f}",
-                x_realtime=f"{rate * audio_per_step:.2f}",
-                cpu_hours=f"{cpu_seconds / 3600:.3f}",
-                gpu_hours=f"{gpu_seconds / 3600:.3f}",
-                note=f"{window_steps - window_good} steps skipped" if window_good < window_steps else "",
-            )
+        if run.step % 50 == 0 or run.step == end_step:
+            row = window.row(run)
             bar.set_postfix(loss=row["loss"], sisdr=row["si_sdr"], xRT=row["x_realtime"])
             if log:
                 log.write(**row)
-            window_start, window_steps, window_good, window_loss, window_score = time.monotonic(), 0, 0, 0.0, 0.0
-        if rank == 0 and data.val_clean and (step % config.val_every == 0 or step == cooled_at):
-            metrics = validate(model, data)
-            current = metrics["pesq_wb"]
-            improved = current > best
-            if improved:
-                best = current
-                save_atomic(snapshot(), out_dir / BEST)
-            assert log is not None
-            log.write(
-                step=step,
-                kind="val",
-                cpu_hours=f"{cpu_seconds / 3600:.3f}",
-                **{f"val_{k}": f"{v:.4f}" for k, v in metrics.items()},
-                note="best" if improved else "",
-            )
-            tqdm.write(
-                f"step {step}: validation PESQ-WB {metrics['pesq_wb']:.3f} STOI {metrics['stoi']:.3f} "
-                f"SI-SDR {metrics['si_sdr']:.2f} dB{' (best)' if improved else ''}"
-            )
-        if rank == 0 and time.monotonic() - last_save > config.checkpoint_minutes * 60:
-            save_checkpoint(snapshot(), out_dir)
+            window = Window()
+        if log and run.data.val_clean and (run.step % run.config.val_every == 0 or run.step == run.cooled_at):
+            validate_and_keep_best(run, log)
+        if log and time.monotonic() - last_save > run.config.checkpoint_minutes * 60:
+            save_checkpoint(run.snapshot(), out_dir)
             last_save = time.monotonic()
     bar.close()
     del batches  # ends the worker processes
-    if rank == 0:
-        save_checkpoint(snapshot(), out_dir)
-        hours = f"{cpu_seconds / 3600:.2f} CPU hours" + (f", {gpu_seconds / 3600:.2f} GPU hours" if gpu_seconds else "")
-        print(f"saved {out_dir / 'last.pt'} at step {step} ({hours})", file=sys.stderr)
-    if world > 1:
+    if run.rank == 0:
+        save_checkpoint(run.snapshot(), out_dir)
+        print(f"saved {out_dir / 'last.pt'} at step {run.step} ({run.hours()})", file=sys.stderr)
+    if run.world > 1:
         dist.barrier()
         dist.destroy_process_group()
-    return step
+    return run.step
