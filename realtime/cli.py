@@ -13,6 +13,14 @@ from collections.abc import Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+# Packages that only some commands need, and the extra that installs each.
+OPTIONAL_MODULES = {
+    "torch": "train",
+    "onnx": "train",
+    "matplotlib": "train",
+    "speechmos": "dnsmos",
+}
+
 
 # Each module has register(subparsers): its commands' arguments, with handlers that import heavy parts lazily.
 COMMAND_MODULES = ("realtime.file_cli", "realtime.live_cli", "training.cli", "benchmarks.cli")
@@ -47,8 +55,11 @@ def _report(exc: Exception) -> int:
         loaded = sys.modules.get(module)  # only errors of modules that ran can have been raised
         if loaded is not None:
             known += (getattr(loaded, name),)
-    if isinstance(exc, ModuleNotFoundError) and exc.name in ("torch", "onnx", "matplotlib"):
-        print(f"denoise: this command needs {exc.name}: pip install 'rtdenoise[train]'", file=sys.stderr)
+    if isinstance(exc, ModuleNotFoundError) and exc.name in OPTIONAL_MODULES:
+        print(
+            f"denoise: this command needs {exc.name}: pip install 'rtdenoise[{OPTIONAL_MODULES[exc.name]}]'",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if isinstance(exc, known):
         print(f"denoise: {exc}", file=sys.stderr)
