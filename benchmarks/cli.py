@@ -1,4 +1,5 @@
-"""`denoise eval`: score enhanced files (or the model's output on noisy files) against clean references."""
+"""`denoise eval`: score enhanced files (or the model's output on noisy files) against clean references, or by
+DNSMOS alone where there are none."""
 
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             importlib.import_module(name).register(bench_sub)
     p = sub.add_parser(
         "eval",
-        help="score enhanced (or noisy, through a model) files against clean ones",
+        help="score enhanced (or noisy, through a model) files against clean ones, or by DNSMOS",
         description="Score PESQ-WB, STOI, ESTOI and SI-SDR per file, overall and per SNR band "
         "(when --csv has an snr_db column). Files pair by relative name. With --noisy, "
-        "the model denoises those files first. Exit 0: scored (what a metric cannot score, such as "
+        "the model denoises those files first. Without --clean, every audio file is scored by DNSMOS "
+        "alone (--dnsmos). Exit 0: scored (what a metric cannot score, such as "
         "silence, is listed on stderr); 1: some files could not be read; 2: usage error.",
     )
-    p.add_argument("--clean", required=True, metavar="DIR", help="clean reference files")
+    p.add_argument("--clean", metavar="DIR", help="clean reference files (without them: --dnsmos only)")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--enhanced", metavar="DIR", help="files to score as they are")
     group.add_argument("--noisy", metavar="DIR", help="noisy files to denoise with --model, then score")
@@ -40,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", help="pairs CSV with name and snr_db columns, for per-SNR means")
     p.add_argument("--json", help="also write the results (per file, overall, per SNR) as JSON")
     p.add_argument("--narrowband", action="store_true", help="add narrow-band PESQ")
+    p.add_argument(
+        "--dnsmos",
+        action="store_true",
+        help="add DNSMOS P.835 SIG, BAK, OVRL (no reference needed; extra 'dnsmos')",
+    )
     p.add_argument(
         "--max-delay-ms",
         type=float,
@@ -51,29 +58,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from benchmarks import dnsmos
     from benchmarks.evaluate import RATE, evaluate, read_snr_csv
     from benchmarks.metrics import METRICS
-    from realtime.audio_io import AudioError
+    from realtime.audio_io import AudioError, list_audio
     from realtime.model_file import write_json_atomic
     from training.paired import match_pairs
 
     if args.max_delay_ms < 0:
         raise AudioError("--max-delay-ms must be >= 0")
+    if args.clean is None and not args.dnsmos:
+        raise AudioError("give --clean DIR for the reference metrics, or --dnsmos to score without a reference")
+    if args.clean is None and args.narrowband:
+        raise AudioError("--narrowband needs --clean DIR")
+    if args.dnsmos:
+        dnsmos.model_path()  # a missing extra fails here, before any denoising
     snr = read_snr_csv(args.csv) if args.csv else {}
-    metrics = (*METRICS, "pesq_nb") if args.narrowband else METRICS
+    reference = (*METRICS, "pesq_nb") if args.narrowband else METRICS
+    metrics = (reference if args.clean else ()) + (dnsmos.METRICS if args.dnsmos else ())
     with tempfile.TemporaryDirectory(prefix="rtdenoise-eval-") as scratch:
         scored_dir = Path(args.enhanced) if args.enhanced else Path(args.noisy)
-        pairs = match_pairs(scored_dir, Path(args.clean), strict=True)
+        if args.clean:
+            triples = [(p.name, p.clean, p.noisy) for p in match_pairs(scored_dir, Path(args.clean), strict=True)]
+        else:
+            triples = [(p.relative_to(scored_dir).as_posix(), None, p) for p in list_audio(scored_dir)]
         if args.noisy:
             from realtime.files import Job, Settings, denoise_files
 
             out = Path(scratch)
-            jobs = [Job(p.noisy, out / p.name) for p in pairs]
+            jobs = [Job(noisy, out / name) for name, _, noisy in triples]
             if denoise_files(jobs, Settings(model_path=args.model, block_size=4096), None):
                 raise AudioError(f"{args.noisy}: some noisy files could not be denoised")
-            triples = [(p.name, p.clean, out / p.name) for p in pairs]
-        else:
-            triples = [(p.name, p.clean, p.noisy) for p in pairs]
+            triples = [(name, clean, out / name) for name, clean, _ in triples]
         report = evaluate(triples, metrics, int(args.max_delay_ms * RATE / 1000), args.jobs)
     if snr:
         missing = [name for name, _, _ in triples if name not in snr]

@@ -1,4 +1,4 @@
-"""Score enhanced files against clean references: per file, overall and per SNR band."""
+"""Score enhanced files against clean references, or without one by DNSMOS: per file, overall and per SNR band."""
 
 from __future__ import annotations
 
@@ -12,13 +12,23 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import dnsmos
 from benchmarks.metrics import METRICS, score
 from realtime.audio_io import AudioError, read_audio
 
 RATE = 16000
 MIN_SECONDS = 0.5  # PESQ needs 0.25 s; STOI needs 30 frames of 384 samples at 10 kHz (about 0.4 s)
 SILENT_PEAK = 1e-4  # below -80 dBFS everywhere: digital silence
-NAMES = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
+NAMES = {
+    "pesq_wb": "PESQ-WB",
+    "pesq_nb": "PESQ-NB",
+    "stoi": "STOI",
+    "estoi": "ESTOI",
+    "si_sdr": "SI-SDR (dB)",
+    "dnsmos_sig": "DNSMOS SIG",
+    "dnsmos_bak": "DNSMOS BAK",
+    "dnsmos_ovrl": "DNSMOS OVRL",
+}
 
 
 @dataclass
@@ -85,10 +95,10 @@ class Report:
 
 
 def format_metric(metric: str, value: float) -> str:
-    """A metric value as reports show it: 2 decimals for PESQ and SI-SDR, 3 for STOI/ESTOI."""
+    """A metric value as reports show it: 2 decimals for PESQ, SI-SDR and DNSMOS, 3 for STOI/ESTOI."""
     if math.isnan(value):
         return "n/a"
-    return f"{value:.2f}" if metric in ("pesq_wb", "pesq_nb", "si_sdr") else f"{value:.3f}"
+    return f"{value:.2f}" if metric in ("pesq_wb", "pesq_nb", "si_sdr", *dnsmos.METRICS) else f"{value:.3f}"
 
 
 def read_snr_csv(path: str | os.PathLike) -> dict[str, float]:
@@ -127,17 +137,26 @@ def unscorable(clean: np.ndarray, enhanced: np.ndarray, metrics: tuple[str, ...]
 
 
 def score_file(
-    name: str, clean: np.ndarray, enhanced: np.ndarray, metrics: tuple[str, ...], max_delay: int
+    name: str, clean: np.ndarray | None, enhanced: np.ndarray, metrics: tuple[str, ...], max_delay: int
 ) -> FileScore:
-    reasons = unscorable(clean, enhanced, metrics)
-    values, errors, delay = score(clean, enhanced, RATE, tuple(m for m in metrics if m not in reasons), max_delay)
-    return FileScore(name, values, {**errors, **reasons}, delay)
+    """The reference metrics of `enhanced` against `clean` (None: there are none), and DNSMOS of `enhanced`."""
+    values: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    delay = 0
+    if clean is not None:
+        reference = tuple(m for m in metrics if m not in dnsmos.METRICS)
+        reasons = unscorable(clean, enhanced, reference)
+        values, errors, delay = score(clean, enhanced, RATE, tuple(m for m in reference if m not in reasons), max_delay)
+        errors.update(reasons)
+    if dnsmos.METRICS[0] in metrics:
+        values.update(dnsmos.score(enhanced))
+    return FileScore(name, values, errors, delay)
 
 
-def _score_paths(args: tuple[str, Path, Path, tuple[str, ...], int]) -> FileScore:
+def _score_paths(args: tuple[str, Path | None, Path, tuple[str, ...], int]) -> FileScore:
     name, clean_path, enhanced_path, metrics, max_delay = args
     try:
-        clean, _ = read_audio(clean_path, RATE, mono=True)
+        clean = None if clean_path is None else read_audio(clean_path, RATE, mono=True)[0]
         enhanced, _ = read_audio(enhanced_path, RATE, mono=True)
     except AudioError as exc:
         return FileScore(name, {}, {"read": str(exc)}, 0)
@@ -145,13 +164,13 @@ def _score_paths(args: tuple[str, Path, Path, tuple[str, ...], int]) -> FileScor
 
 
 def evaluate(
-    pairs: list[tuple[str, Path, Path]],
+    pairs: list[tuple[str, Path | None, Path]],
     metrics: tuple[str, ...] = METRICS,
     max_delay: int = 0,
     jobs: int | None = None,
     progress: bool = True,
 ) -> Report:
-    """Score (name, clean path, enhanced path) triples, in parallel processes."""
+    """Score (name, clean path or None, enhanced path) triples, in parallel processes."""
     from tqdm import tqdm
 
     tasks = [(name, c, e, metrics, max_delay) for name, c, e in pairs]

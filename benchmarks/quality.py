@@ -1,8 +1,9 @@
 """`denoise bench quality`: every system on the same noisy files, aligned to its input, scored against the clean.
 
 Each output is shifted by the delay found against its own noisy input (reported per system), then scored with
-PESQ-WB, STOI, ESTOI and SI-SDR overall and per SNR band. Files run in parallel processes, one thread each;
-each system's CPU time over the audio's duration is its real-time factor in the quality-vs-speed plot.
+PESQ-WB, STOI, ESTOI and SI-SDR (with --dnsmos also DNSMOS SIG, BAK, OVRL) overall and per SNR band. Files run in
+parallel processes, one thread each; each system's CPU time over the audio's duration is its real-time factor in
+the quality-vs-speed plot.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clean", type=Path, help=f"clean files (default: {DATA}/voice_origin/test)")
     p.add_argument("--noisy", type=Path, help=f"noisy files, same names (default: {DATA}/denoising/test)")
     p.add_argument("--csv", type=Path, help=f"pairs CSV with name, snr_db (default with the defaults: {DATA}/test.csv)")
+    p.add_argument("--dnsmos", action="store_true", help="add DNSMOS SIG, BAK, OVRL (extra 'dnsmos')")
     add_system_options(p)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     p.add_argument("--max-delay-ms", type=float, default=100.0, help="delay search range (default 100 ms)")
@@ -97,10 +99,13 @@ class Outcome:
     cpu_seconds: float
 
 
-def run_file(name: str, noisy: np.ndarray, clean: np.ndarray, system: System, max_delay: int) -> Outcome:
-    """Run one system on one file, align its output to the noisy input, score it against the clean."""
-    from benchmarks.evaluate import FileScore
-    from benchmarks.metrics import METRICS, align, score
+def run_file(
+    name: str, noisy: np.ndarray, clean: np.ndarray, system: System, max_delay: int, dnsmos: bool = False
+) -> Outcome:
+    """Run one system on one file, align its output to the noisy input, score it against the clean (and by DNSMOS)."""
+    from benchmarks.dnsmos import METRICS as DNSMOS
+    from benchmarks.evaluate import FileScore, score_file
+    from benchmarks.metrics import METRICS, align
 
     start = time.process_time()
     try:
@@ -109,19 +114,19 @@ def run_file(name: str, noisy: np.ndarray, clean: np.ndarray, system: System, ma
         return Outcome(FileScore(name, {}, {"run": f"{type(exc).__name__}: {exc}"}, 0), 0.0)
     cpu = time.process_time() - start
     aligned, delay = align(noisy, out, max_delay)
-    values, errors, _ = score(clean, aligned, RATE, METRICS, 0)
-    return Outcome(FileScore(name, values, errors, delay), cpu)
+    scored = score_file(name, clean, aligned, (*METRICS, *DNSMOS) if dnsmos else METRICS, 0)
+    return Outcome(replace(scored, delay=delay), cpu)
 
 
-def _task(job: tuple[str, Path, Path, int]) -> tuple[float, dict[str, Outcome]]:
+def _task(job: tuple[str, Path, Path, int, bool]) -> tuple[float, dict[str, Outcome]]:
     from realtime.audio_io import read_audio
 
-    name, noisy_path, clean_path, max_delay = job
+    name, noisy_path, clean_path, max_delay, dnsmos = job
     noisy, _ = read_audio(noisy_path, RATE, mono=True)
     clean, _ = read_audio(clean_path, RATE, mono=True)
     n = min(len(noisy), len(clean))
     noisy, clean = noisy[:n], clean[:n]
-    return n / RATE, {s.key: run_file(name, noisy, clean, s, max_delay) for s in _systems}
+    return n / RATE, {s.key: run_file(name, noisy, clean, s, max_delay, dnsmos) for s in _systems}
 
 
 # -- main process --------------------------------------------------------------------------------------------------
@@ -131,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from benchmarks import dnsmos
     from benchmarks.evaluate import Report, read_snr_csv
     from benchmarks.metrics import METRICS
     from benchmarks.report import header, shown
@@ -140,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     clean_dir, noisy_dir, csv = _default_data(args)
     if args.max_delay_ms < 0 or args.jobs < 1:
         raise AudioError("--max-delay-ms must be >= 0 and --jobs >= 1")
+    if args.dnsmos:
+        dnsmos.model_path()  # a missing extra fails here, before any system runs
+    metrics = (*METRICS, *dnsmos.METRICS) if args.dnsmos else METRICS
     pairs = match_pairs(noisy_dir, clean_dir, strict=True)
     snr = read_snr_csv(csv) if csv else {}
     options = options_from(args)
@@ -148,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         raise AudioError("no system can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     head = header(f"1 per system (onnxruntime intra-op 1, torch 1); {args.jobs} files in parallel", options.model)
     max_delay = int(args.max_delay_ms * RATE / 1000)
-    jobs = [(p.name, p.noisy, p.clean, max_delay) for p in pairs]
+    jobs = [(p.name, p.noisy, p.clean, max_delay, args.dnsmos) for p in pairs]
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the workers: no library spreads over cores
     keys = [s.key for s in systems]
     with ProcessPoolExecutor(min(args.jobs, len(jobs)), get_context("spawn"), _load, (keys, options)) as pool:
@@ -157,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     results = {}
     for system in systems:
         report = Report(
-            METRICS, [o[system.key].score for _, o in done], {p.name: snr[p.name] for p in pairs if p.name in snr}
+            metrics, [o[system.key].score for _, o in done], {p.name: snr[p.name] for p in pairs if p.name in snr}
         )
         delays = np.array([f.delay for f in report.files]) * 1000 / RATE
         results[system.key] = {
@@ -219,35 +228,36 @@ def _examples(
 def write_reports(document: dict, out: Path) -> None:
     """quality.json, quality.md and the summary plots under `out`, each written atomically."""
     from benchmarks.evaluate import NAMES, format_metric
-    from benchmarks.metrics import METRICS
     from benchmarks.plots import per_snr, quality_vs_rtf
     from benchmarks.report import header_markdown
     from realtime.audio_io import atomic_output
     from realtime.model_file import write_json_atomic
 
     systems = document["systems"]
+    metrics = next(iter(systems.values()))["metrics"]
     per_snr(systems, out / "plots" / "quality_per_snr.png")
     quality_vs_rtf(systems, out / "plots" / "quality_vs_rtf.png")
     write_json_atomic(out / "quality.json", document)
     data = document["data"]
+    alone = " (DNSMOS: the aligned output alone, no reference)" if "dnsmos_sig" in metrics else ""
     lines = header_markdown("Quality: ours and the peers on the same files", document["header"])
     lines += [
         f"Data: {data['files']} pairs ({data['seconds'] / 60:.1f} min), noisy `{data['noisy']}`, clean "
         f"`{data['clean']}`, SNR bands from `{data['csv']}`.  ",
         f"Each output is shifted by the delay found against its noisy input (searched within "
-        f"±{data['max_delay_ms']:g} ms), then scored against the clean file. Streaming systems are fed "
+        f"±{data['max_delay_ms']:g} ms), then scored against the clean file{alone}. Streaming systems are fed "
         f"{BLOCK}-sample blocks. RTF: CPU time / audio time, one thread per system, files in parallel "
         "(streaming timings per block size: `speed.md`).",
         "",
-        "| system | " + " | ".join(NAMES[m] for m in METRICS) + " | delay found, ms: median [min, max] | RTF |",
-        "|---|" + "---|" * (len(METRICS) + 2),
+        "| system | " + " | ".join(NAMES[m] for m in metrics) + " | delay found, ms: median [min, max] | RTF |",
+        "|---|" + "---|" * (len(metrics) + 2),
     ]
     for entry in systems.values():
-        cells = " | ".join(format_metric(m, entry["overall"][m]) for m in METRICS)
+        cells = " | ".join(format_metric(m, entry["overall"][m]) for m in metrics)
         delay = "{median:.3g} [{min:.3g}, {max:.3g}]".format(**entry["delay_ms"])
         lines.append(f"| {entry['label']} | {cells} | {delay} | {entry['rtf_cpu']:.3f} |")
     bands = list(next(iter(systems.values()))["per_snr"])
-    for metric in METRICS if bands else ():
+    for metric in metrics if bands else ():
         lines += [
             "",
             f"### {NAMES[metric]} per SNR band",

@@ -22,6 +22,7 @@ OPTIONAL_MODULES = {
     "pesq": "eval",
     "pystoi": "eval",
     "scipy": "eval",
+    "speechmos": "dnsmos",
 }
 
 

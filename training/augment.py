@@ -61,6 +61,7 @@ def simulated_rirs(count: int, seed: int, sample_rate: int) -> list[np.ndarray]:
         with np.load(path) as data:
             return [data[f"r{i}"] for i in range(count)]
     import pyroomacoustics as pra  # only here: the train extra has it, and simulating is optional
+
     rng = np.random.default_rng([seed, 77])
     rirs = []
     print(f"simulating {count} rooms (once; cached in {corpus.CACHE_DIR})", file=sys.stderr)
