@@ -1,1 +1,2 @@
-"""Measurement: quality metrics, evaluation, quality and speed benchmarks against peers."""
+"""Measurement: evaluation, quality and speed benchmarks against peers, and publishing a model with its scores
+(above training: it imports training, never the other way round)."""

@@ -12,19 +12,28 @@ from pathlib import Path
 from realtime.cli import EXIT_FAILED, EXIT_OK
 
 # Modules with register(bench_subparsers), one `denoise bench NAME` each.
-BENCH_MODULES: tuple[str, ...] = ("benchmarks.quality", "benchmarks.speed", "benchmarks.latency")
+BENCH_MODULES: tuple[str, ...] = (
+    "benchmarks.quality",
+    "benchmarks.speed",
+    "benchmarks.latency",
+    "benchmarks.load",
+    "benchmarks.engine_depth",
+    "benchmarks.training_speed",
+    "benchmarks.shape_race",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     if BENCH_MODULES:
         bench = sub.add_parser(
             "bench",
-            help="benchmarks: " + ", ".join(m.rsplit(".", 1)[1] for m in BENCH_MODULES),
+            help="benchmarks: " + ", ".join(m.rsplit(".", 1)[1].replace("_", "-") for m in BENCH_MODULES),
             description="Measure quality, speed and latency; reports go to benchmarks/results/.",
         )
         bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
         for name in BENCH_MODULES:
             importlib.import_module(name).register(bench_sub)
+    importlib.import_module("benchmarks.publish").register(sub)
     p = sub.add_parser(
         "eval",
         help="score enhanced (or noisy, through a model) files against clean ones, or by DNSMOS",
@@ -60,9 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from benchmarks import dnsmos
     from benchmarks.evaluate import RATE, evaluate, read_snr_csv
-    from benchmarks.metrics import METRICS
     from realtime.audio_io import AudioError, list_audio
     from realtime.model_file import write_json_atomic
+    from training.metrics import METRICS
     from training.paired import match_pairs
 
     if args.max_delay_ms < 0:

@@ -4,7 +4,7 @@ same run: the measurement behind the model-shape choice for the speed target of 
 At 10 ms blocks the model's arithmetic is small; what dominates is onnxruntime's cost per graph node,
 and the node count grows with the number of TCN blocks. Weights are random: speed does not depend on them.
 
-Run: python -m benchmarks.engine_depth [--out benchmarks/results]
+Run: denoise bench engine-depth [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -68,14 +68,17 @@ def export_random(x: int, r: int, folder: Path) -> tuple[Path, dict]:
     return checkpoint.with_suffix(".onnx"), export(checkpoint, checkpoint.with_suffix(".onnx"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    args = parser.parse_args(argv)
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("engine-depth", help="engine speed against network depth", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
     os.environ["OMP_NUM_THREADS"] = "1"
     head = header("1 (onnxruntime intra-op 1)", None)
-    head["command"] = shlex.join(["python", "-m", "benchmarks.engine_depth", *sys.argv[1:]])
+    head["command"] = shlex.join(["denoise", "bench", "engine-depth", *sys.argv[3:]])
     source, _ = read_audio(INPUT, RATE, mono=True)
     audio = np.resize(source, int(args.seconds * RATE))
     (rnnoise,) = select(["rnnoise"], Options())
@@ -124,7 +127,3 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "engine-depth.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out / 'engine-depth.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import dnsmos
-from benchmarks.metrics import METRICS, score
 from realtime.audio_io import AudioError, read_audio
+from training.metrics import METRICS, score
 
 RATE = 16000
 MIN_SECONDS = 0.5  # PESQ needs 0.25 s; STOI needs 30 frames of 384 samples at 10 kHz (about 0.4 s)

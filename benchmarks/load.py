@@ -7,7 +7,7 @@ Each run is the real command in a fresh interpreter. Constant memory shows as th
 (sampled every second from /proc). The long runs also check that the end of the streamed output equals the
 offline output (`realtime.denoise`) of the file's last 10 seconds: no drift after hours of streaming.
 
-    python -m benchmarks.load [--work DIR] [--scale 1.0]   # --scale 0.01: a quick rehearsal
+    denoise bench load [--work DIR] [--scale 1.0]   # --scale 0.01: a quick rehearsal
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def fmt_duration(seconds: float) -> str:
 
 
 def report(results: list[Result], scale: float, load_before: str) -> str:
-    command = "python -m benchmarks.load" + (f" --scale {scale:g}" if scale != 1 else "")
+    command = "denoise bench load" + (f" --scale {scale:g}" if scale != 1 else "")
     cores = os.cpu_count()
     load_avg = _load_average()
     lines = [
@@ -239,15 +239,20 @@ def scaled(load: Load, scale: float) -> Load:
     return replace(load, seconds=max(15.0, load.seconds * scale))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, help="folder for the inputs and outputs (default: a temporary one)")
-    parser.add_argument("--scale", type=float, default=1.0, help="scale every duration and count (rehearsal)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/load.md")
-    args = parser.parse_args(argv)
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "load", help="memory and speed of denoise file on long and many files", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--work", type=Path, help="folder for the inputs and outputs (default: a temporary one)")
+    p.add_argument("--scale", type=float, default=1.0, help="scale every duration and count (rehearsal)")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/load.md")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="rtdenoise-load-"))
     if not Path(TIME).exists():
-        parser.error(f"{TIME} is missing: apt-get install time")
+        raise ValueError(f"{TIME} is missing: apt-get install time")
     results, load_before = [], _load_average()
     try:
         for load in (scaled(load, args.scale) for load in LOADS):
@@ -267,7 +272,3 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(report(results, args.scale, load_before))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

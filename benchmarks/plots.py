@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.evaluate import NAMES
-from benchmarks.metrics import METRICS
 from realtime.audio_io import atomic_output
+from training.metrics import METRICS
 
 REFERENCES = ("noisy", "oracle_irm")  # drawn as lines, not points: they are no denoisers
 DYNAMIC_RANGE_DB = 80  # spectrogram colour range below the loudest bin of the three

@@ -105,7 +105,7 @@ def run_file(
     """Run one system on one file, align its output to the noisy input, score it against the clean (and by DNSMOS)."""
     from benchmarks.dnsmos import METRICS as DNSMOS
     from benchmarks.evaluate import FileScore, score_file
-    from benchmarks.metrics import METRICS, align
+    from training.metrics import METRICS, align
 
     start = time.process_time()
     try:
@@ -138,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
 
     from benchmarks import dnsmos
     from benchmarks.evaluate import Report, read_snr_csv
-    from benchmarks.metrics import METRICS
     from benchmarks.report import header, shown
     from realtime.audio_io import AudioError
+    from training.metrics import METRICS
     from training.paired import match_pairs
 
     clean_dir, noisy_dir, csv = _default_data(args)
@@ -200,10 +200,10 @@ def _examples(
     pairs: list[Pair], snr: dict[str, float], systems: list[System], plots: Path, max_delay: int
 ) -> list[dict]:
     """Spectrogram triptychs (noisy / ours / clean) of the first, middle and last file by SNR, with our audio."""
-    from benchmarks.metrics import align
     from benchmarks.plots import triptych
     from benchmarks.report import shown
     from realtime.audio_io import read_audio, write_audio
+    from training.metrics import align
 
     ours = next((s for s in systems if s.key == OURS), None)
     if ours is None:

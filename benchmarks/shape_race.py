@@ -6,8 +6,8 @@ So every shape runs `denoise train` with the default run's data, seed, batch (8 
 torch.compile, on one thread, `--jobs` shapes at a time (one per core, so each has a core to itself). CPU hours
 are the training steps' process time, as in every run's train_log.csv (validation not counted).
 
-Run:     python -m benchmarks.shape_race run --minutes 42 [--jobs 2]   (rerun to extend: the runs resume)
-Report:  python -m benchmarks.shape_race report   (writes its section of benchmarks/results/training-speed.md)
+Run:     denoise bench shape-race run --minutes 42 [--jobs 2]   (rerun to extend: the runs resume)
+Report:  denoise bench shape-race report   (writes its section of benchmarks/results/training-speed.md)
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
     logs = {name: runs / name / "train_log.csv" for name in SHAPES}
     curves = {name: curve for name, log in logs.items() if log.exists() and (curve := read_curve(log)).val}
     if not curves:
-        raise SystemExit(f"no validated shape runs in {runs}: run `python -m benchmarks.shape_race run` first")
+        raise ValueError(f"no validated shape runs in {runs}: run `denoise bench shape-race run` first")
     common = min(c.val[-1][0] for c in curves.values())  # every run validated up to here
     budgets = [step_hours * k for k in range(1, int(common / step_hours) + 1)]
     if not budgets or common - budgets[-1] >= 0.01:  # and the whole common budget
@@ -118,8 +118,8 @@ def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
     best = {name: [curve.best_within(b) for b in budgets] for name, curve in curves.items()}
     winner = max(curves, key=lambda name: best[name][-1][1] if best[name][-1] else 0)
     lines = [
-        f"Command: `python -m benchmarks.shape_race run --minutes M --jobs 2` then "
-        f"`python -m benchmarks.shape_race report` (runs in `{runs}`, their train_log.csv committed)  ",
+        f"Command: `denoise bench shape-race run --minutes M --jobs 2` then "
+        f"`denoise bench shape-race report` (runs in `{runs}`, their train_log.csv committed)  ",
         f"Date: {time.strftime('%Y-%m-%d')}; CPU: {cpu_model()}; one thread per run, one run per core; from scratch, "
         "batches of 8 x 2 s, seed 0, torch.compile, on-the-fly mixing of ../shared/data speech/train + noise/train "
         "(SNR 0-20 dB); validation on the run's 32 held-out mixtures (never the test set).",
@@ -149,25 +149,27 @@ def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
     return winner
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="train every shape (resuming runs already there)")
-    p.add_argument("--minutes", type=float, required=True, help="wall minutes for each shape in this call")
-    p.add_argument("--jobs", type=int, default=2, help="shapes trained at once (default 2: one per core)")
-    p.add_argument("--speech", nargs="+", default=["../shared/data/speech/train"])
-    p.add_argument("--noise", nargs="+", default=["../shared/data/noise/train"])
-    p.add_argument("--runs", type=Path, default=RUNS)
-    r = sub.add_parser("report", help=f"write the table to the '{SECTION}' section of the report")
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "shape-race", help="validation score per CPU hour of model shapes", description=__doc__.splitlines()[0]
+    )
+    race_sub = p.add_subparsers(dest="race", required=True, metavar="ACTION")
+    r = race_sub.add_parser("run", help="train every shape (resuming runs already there)")
+    r.add_argument("--minutes", type=float, required=True, help="wall minutes for each shape in this call")
+    r.add_argument("--jobs", type=int, default=2, help="shapes trained at once (default 2: one per core)")
+    r.add_argument("--speech", nargs="+", default=["../shared/data/speech/train"])
+    r.add_argument("--noise", nargs="+", default=["../shared/data/noise/train"])
+    r.add_argument("--runs", type=Path, default=RUNS)
+    r = race_sub.add_parser("report", help=f"write the table to the '{SECTION}' section of the report")
     r.add_argument("--runs", type=Path, default=RUNS)
     r.add_argument("--out", type=Path, default=REPORT)
-    args = parser.parse_args()
-    if args.command == "run":
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.race == "run":
         race(args.runs, args.speech, args.noise, args.minutes, args.jobs)
     else:
         winner = report(args.runs, args.out)
         print(f"wrote {args.out}: highest validation PESQ-WB at the common budget: {winner}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,6 +1,6 @@
 """Training throughput of model shapes on this CPU: steps/hour and x real time.
 
-Run: python -m benchmarks.training_speed [--steps 20] [--out benchmarks/results/training-speed.md]
+Run: denoise bench training-speed [--steps 20] [--out benchmarks/results/training-speed.md]
 Uses random audio (the data pipeline's cost is measured separately as `data ms/step`).
 """
 
@@ -11,12 +11,8 @@ import platform
 import time
 from pathlib import Path
 
-import torch
-
 from benchmarks.report import write_section
 from model.config import TasNetConfig
-from model.conv_tasnet import ConvTasNet
-from training.losses import enhancement_loss
 
 SHAPES = {
     "default L=64": TasNetConfig(),
@@ -39,6 +35,11 @@ def steps_per_second(
     stft_weight: float = 1.0,
 ) -> float:
     """Optimiser steps per second, timed over `steps` steps after 3 warm-up steps."""
+    import torch
+
+    from model.conv_tasnet import ConvTasNet
+    from training.losses import enhancement_loss
+
     torch.manual_seed(0)
     model = ConvTasNet(config)
     net = torch.compile(model) if compiled else model
@@ -62,13 +63,22 @@ def steps_per_second(
     return steps / (time.perf_counter() - t0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/training-speed.md"))
-    args = parser.parse_args()
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "training-speed", help="training throughput of model shapes (needs torch)", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/training-speed.md"))
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from model.conv_tasnet import ConvTasNet
+
     torch.set_flush_denormal(True)
     rows = []
     variants = [(name, cfg, {}) for name, cfg in SHAPES.items()]
@@ -84,8 +94,7 @@ def main() -> None:
         x_rt = rate * args.batch * args.seconds
         print(f"{name:28s} {params / 1e6:5.2f} M  {rate * 3600:7.0f} steps/h  {x_rt:5.1f} xRT", flush=True)
     lines = [
-        f"Command: `python -m benchmarks.training_speed --steps {args.steps} --batch {args.batch} "
-        f"--seconds {args.seconds}`  ",
+        f"Command: `denoise bench training-speed --steps {args.steps} --batch {args.batch} --seconds {args.seconds}`  ",
         f"Date: {time.strftime('%Y-%m-%d')}; CPU: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads; torch {torch.__version__}; denormals flushed; "
         f"batches of {args.batch} x {args.seconds} s, AdamW, loss -SI-SDR + MR-STFT unless stated.",
@@ -100,7 +109,4 @@ def main() -> None:
         )
     write_section(args.out, "Throughput", lines)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 from helpers import assert_clean_failure, run_cli
 
-from benchmarks.metrics import estimate_delay, score, si_sdr
 from benchmarks.peers import SYSTEMS, Options, System, select, triage
 from benchmarks.peers.base import FrameStream
 from benchmarks.quality import run_file
+from training.metrics import estimate_delay, score, si_sdr
 
 DATA = Path(__file__).parent / "data"
 RATE = 16000

@@ -73,7 +73,7 @@ def test_python_api_matches_the_file_command(short_noisy, outputs_by_block) -> N
 
 def test_denoising_reduces_noise_on_the_example(example_noisy, example_clean) -> None:
     """The shipped model must move the example towards the clean speech (SI-SDR above the input's)."""
-    from benchmarks.metrics import si_sdr
+    from training.metrics import si_sdr
 
     noisy, rate = sf.read(str(example_noisy), dtype="float32")
     clean, _ = sf.read(str(example_clean), dtype="float32")

@@ -9,21 +9,28 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 import realtime
 
 RUNTIME = Path(realtime.__file__).parent
 NOT_IN_THE_RUNTIME = ("torch", "pesq", "pystoi", "scipy")  # pesq needs a C compiler to install
 
 
-def test_no_runtime_module_imports_torch() -> None:
-    offenders = []
-    for path in RUNTIME.rglob("*.py"):
+def imports_of(package: Path, top_level: set[str]) -> list[str]:
+    """'file: module' for every import (lazy ones included) in `package` of a module under `top_level`."""
+    found = []
+    for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in NOT_IN_THE_RUNTIME]
-    assert offenders == []
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in top_level]
+    return found
+
+
+def test_no_runtime_module_imports_torch() -> None:
+    assert imports_of(RUNTIME, set(NOT_IN_THE_RUNTIME)) == []
 
 
 def test_the_runtime_install_pulls_no_torch_and_no_scoring_packages() -> None:
@@ -64,3 +71,13 @@ sys.exit(main(["eval", "--clean", {str(tmp_path / "clean")!r}, "--enhanced", {st
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "denoise: this command needs pesq: pip install 'rtdenoise[eval]'"
+
+
+LAYERS = ("realtime", "model", "training", "benchmarks")  # each may import only the ones before it
+
+
+@pytest.mark.parametrize("package", LAYERS[:-1])
+def test_dependencies_point_one_way(package: str) -> None:
+    """realtime <- model <- training <- benchmarks: no package imports one above it, even lazily."""
+    above = set(LAYERS[LAYERS.index(package) + 1 :])
+    assert imports_of(RUNTIME.parent / package, above) == []

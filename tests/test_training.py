@@ -278,7 +278,7 @@ def test_averaged_checkpoints_are_scored_on_validation_and_exported_with_their_s
     shutil.copy(out / "last.pt", tmp_path / "early.pt")
     assert run(["train", "--out", str(out), "--resume", "--steps", "6"], env).returncode == 0
     averaged = tmp_path / "averaged.pt"
-    proc = run([tmp_path / "early.pt", out / "last.pt", "-o", averaged], env, module="training.average")
+    proc = run(["average", tmp_path / "early.pt", out / "last.pt", "-o", averaged], env)
     assert proc.returncode == 0, proc.stderr
     assert "average (step 6)" in proc.stdout
     early, late, mean = weights(tmp_path / "early.pt"), weights(out / "last.pt"), weights(averaged)
@@ -296,7 +296,7 @@ def test_checkpoints_of_different_models_are_not_averaged(tmp_path, speech_dir, 
     assert run(train_args(speech_dir, noise_dir, small, "--steps", "1", "--val-every", "1000"), env).returncode == 0
     args = [*train_args(speech_dir, noise_dir, smaller, "--steps", "1", "--val-every", "1000"), "--N", "8"]
     assert run(args, env).returncode == 0
-    proc = run([small / "last.pt", smaller / "last.pt", "-o", tmp_path / "x.pt"], env, module="training.average")
+    proc = run(["average", small / "last.pt", smaller / "last.pt", "-o", tmp_path / "x.pt"], env)
     assert proc.returncode == 2 and "cannot be averaged" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.pt").exists()
 

@@ -3,14 +3,12 @@ and asteroid's `average_model`): the mean of nearby points on the loss surface o
 any one of them. Each input and the average are scored on the run's validation set, so the choice
 between them is made on validation data, never on a test set.
 
-Run: python -m training.average RUN/best.pt OTHER.pt -o RUN/averaged.pt
+Run: denoise average RUN/best.pt OTHER.pt -o RUN/averaged.pt
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,19 +43,11 @@ def average(payloads: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """`denoise average`: write the mean of `args.checkpoints` to `args.output`, scoring each on validation."""
     torch.set_num_threads(args.threads)
-    try:
-        payloads = [load_file(p) for p in args.checkpoints]
-        averaged = average(payloads, [p.name for p in args.checkpoints])
-    except CheckpointError as exc:
-        print(f"average: {exc}", file=sys.stderr)
-        return 2
+    payloads = [load_file(p) for p in args.checkpoints]
+    averaged = average(payloads, [p.name for p in args.checkpoints])
     config = TrainConfig.from_dict(averaged["train_config"])
     model_config = TasNetConfig.from_dict(averaged["model_config"])
     data = TrainingData(config, model_config.sample_rate)
@@ -76,7 +66,3 @@ def main(argv: list[str] | None = None) -> int:
     save_atomic(averaged, args.output)
     print(f"wrote {args.output}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

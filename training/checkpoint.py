@@ -12,8 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 LAST, PREV, BEST = "last.pt", "prev.pt", "best.pt"
 TEMP_SUFFIX = ".tmp"
 
@@ -27,6 +25,8 @@ def _write_temp(payload: dict[str, Any], folder: Path, name: str) -> str:
 
     A failed write (disk full, say) removes the temporary file and raises CheckpointError; the files
     already there are untouched."""
+    import torch  # here, not at the top: the file names above are shared with torch-free code (publish)
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:
@@ -81,6 +81,8 @@ def save_checkpoint(payload: dict[str, Any], folder: Path) -> None:
 
 
 def load_file(path: Path) -> dict[str, Any]:
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:

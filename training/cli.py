@@ -23,6 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_export)
 
     p = sub.add_parser(
+        "average",
+        help="average the weights of checkpoints of one run, scoring each on validation (needs [train])",
+        description="Write the mean of the checkpoints' weights (one run, same model) and print the validation "
+        "PESQ-WB / STOI / SI-SDR of each input and of the mean, so the better one is chosen on validation.",
+    )
+    p.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint file to write")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.set_defaults(run=_run_average)
+
+    p = sub.add_parser(
         "make-dataset",
         help="write the brief's paired layout from speech and noise folders",
         description="Mix clean speech with noise at random SNRs into ROOT/voice_origin/SPLIT and "
@@ -207,6 +218,12 @@ def _run_export(args: argparse.Namespace) -> int:
         f"{doc['training']['steps']} steps)"
     )
     return EXIT_OK
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    from training.average import run
+
+    return run(args)
 
 
 def _run_make_dataset(args: argparse.Namespace) -> int:

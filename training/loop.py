@@ -18,7 +18,6 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
-from benchmarks.metrics import score
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet
 from realtime.audio_io import atomic_output
@@ -36,6 +35,7 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.losses import enhancement_loss
+from training.metrics import score
 
 LOG_FIELDS = [
     "step",

@@ -2,7 +2,8 @@
 torch checkpoint for fine-tuning, score the ONNX model through the streaming engine on a paired test
 set, and record the scores in the sidecar and in a markdown report.
 
-Run: python -m training.publish [--run training/runs/default] [--test-root ../shared/data/audio]
+Run: denoise publish [--run training/runs/default] [--test-root ../shared/data/audio]. It sits above training and
+benchmarks (it exports and scores); torch is imported only when it runs.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from benchmarks.evaluate import RATE, Report, evaluate, read_snr_csv
-from realtime.files import Job, Settings, denoise_files
 from realtime.model_file import DEFAULT_NAME, shipped_model_path, sidecar_path, write_json_atomic
-from training.checkpoint import BEST, load_file, save_atomic
-from training.export import export
-from training.paired import layout_pairs
+from training.checkpoint import BEST
+
+if TYPE_CHECKING:
+    from benchmarks.evaluate import Report
 
 
 def score_model(model: Path, test_root: Path, split: str, block_size: int) -> Report:
     """Run `model` through the file engine on the split's noisy files and score against the clean ones."""
+    from benchmarks.evaluate import RATE, evaluate, read_snr_csv
+    from realtime.files import Job, Settings, denoise_files
+    from training.paired import layout_pairs
+
     pairs = layout_pairs(test_root, split)
     with tempfile.TemporaryDirectory(prefix="rtdenoise-publish-") as scratch:
         out = Path(scratch)
@@ -37,16 +42,26 @@ def score_model(model: Path, test_root: Path, split: str, block_size: int) -> Re
     return report
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("training/runs/default"))
-    parser.add_argument("--checkpoint", default=BEST, help="checkpoint file name in --run (default best.pt)")
-    parser.add_argument("--test-root", type=Path, default=Path("../shared/data/audio"))
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--block-size", type=int, default=160, help="engine block used for scoring")
-    parser.add_argument("--name", default=DEFAULT_NAME, help="shipped model name (default: default)")
-    parser.add_argument("--report", type=Path, help="markdown report (default benchmarks/results/NAME-model.md)")
-    args = parser.parse_args()
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "publish",
+        help="ship a training run as a named model, scored on the test set (needs the [train] extra)",
+        description=__doc__.splitlines()[0] + " " + " ".join(__doc__.splitlines()[1:3]),
+    )
+    p.add_argument("--run", type=Path, default=Path("training/runs/default"))
+    p.add_argument("--checkpoint", default=BEST, help="checkpoint file name in --run (default best.pt)")
+    p.add_argument("--test-root", type=Path, default=Path("../shared/data/audio"))
+    p.add_argument("--split", default="test")
+    p.add_argument("--block-size", type=int, default=160, help="engine block used for scoring")
+    p.add_argument("--name", default=DEFAULT_NAME, help="shipped model name (default: default)")
+    p.add_argument("--report", type=Path, help="markdown report (default benchmarks/results/NAME-model.md)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.checkpoint import load_file, save_atomic
+    from training.export import export
+
     checkpoint = args.run / args.checkpoint
     target = shipped_model_path(args.name)
     report_path = args.report or Path(f"benchmarks/results/{args.name}-model.md")
@@ -56,7 +71,7 @@ def main() -> int:
     slim = {k: payload[k] for k in kept if k in payload}
     save_atomic(slim, target.with_suffix(".pt"))
     report = score_model(target, args.test_root, args.split, args.block_size)
-    command = "python -m training.publish " + shlex.join(sys.argv[1:])
+    command = "denoise publish " + shlex.join(sys.argv[2:])
     document["scores"] = {
         "test_set": str(args.test_root / "*" / args.split),
         "path": f"streaming ONNX engine, block {args.block_size} samples",
@@ -87,7 +102,3 @@ def main() -> int:
     report_path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
