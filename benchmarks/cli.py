@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from realtime.cli import EXIT_FAILED, EXIT_OK
+from realtime.cli import EXIT_FAILED, EXIT_OK, MAX_THREADS, bounded
 
 # Modules with register(bench_subparsers), one `denoise bench NAME` each.
 BENCH_MODULES: tuple[str, ...] = ("benchmarks.quality", "benchmarks.speed", "benchmarks.latency")
@@ -42,11 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--narrowband", action="store_true", help="add narrow-band PESQ")
     p.add_argument(
         "--max-delay-ms",
-        type=float,
+        type=bounded(float, 0),
         default=100.0,
         help="search this far for a delay of the scored signal and undo it (0: no alignment)",
     )
-    p.add_argument("--jobs", type=int, help="scoring processes (default: all cores)")
+    p.add_argument("--jobs", type=bounded(int, 1, MAX_THREADS), help="scoring processes (default: all cores)")
     p.set_defaults(run=run_eval)
 
 
@@ -57,8 +57,6 @@ def run_eval(args: argparse.Namespace) -> int:
     from realtime.model_file import write_json_atomic
     from training.paired import match_pairs
 
-    if args.max_delay_ms < 0:
-        raise AudioError("--max-delay-ms must be >= 0")
     snr = read_snr_csv(args.csv) if args.csv else {}
     metrics = (*METRICS, "pesq_nb") if args.narrowband else METRICS
     with tempfile.TemporaryDirectory(prefix="rtdenoise-eval-") as scratch:

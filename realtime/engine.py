@@ -66,7 +66,7 @@ class Denoiser:
             raise ValueError("block_size must be at least 1")
         if not 0.0 <= dry <= 1.0:
             raise ValueError(f"dry must be between 0 and 1, got {dry}")
-        if atten_lim_db is not None and atten_lim_db < 0:
+        if atten_lim_db is not None and not atten_lim_db >= 0:  # NaN too
             raise ValueError(f"atten_lim_db must be >= 0, got {atten_lim_db}")
         self.channels = channels
         self.block_size = block_size

@@ -348,6 +348,10 @@ def _model_without_sidecar(root: Path) -> Case:
     return file_fails(root, sound(root), 2, ("model.json", "sidecar JSON is missing"), "--model", str(model))
 
 
+def _file_option(option: str, value: str) -> Callable[[Path], Case]:
+    return lambda root: file_fails(root, sound(root), 2, (option, f"got '{value}'"), option, value)
+
+
 # -- denoise eval ------------------------------------------------------------------------------------------------
 Writer = Callable[[Path], object]
 
@@ -391,6 +395,10 @@ def _eval_noisy_corrupted_model(root: Path) -> Case:
     one_second(root / "noisy" / "x.wav")
     argv = ["eval", "--clean", str(root / "clean"), "--noisy", str(root / "noisy"), "--model", str(model)]
     return Case(root, argv, 2, ("model.onnx", "cannot load the model"), inputs=[root / "clean", root / "noisy", model])
+
+
+def _eval_option(option: str, value: str) -> Callable[[Path], Case]:
+    return lambda root: eval_case(root, 2, (option, f"got '{value}'"), one_second, option, value)
 
 
 # -- denoise make-dataset --------------------------------------------------------------------------------------
@@ -458,6 +466,15 @@ def train_case(root: Path, code: int, says: tuple[str, ...], speech: Path = SPEE
     run = root / "run"
     argv = ["train", "--speech", str(speech), "--noise", str(noise), "--out", str(run), *TINY_RUN, "--steps", "2"]
     return Case(root, argv, code, says, inputs=[p for p in (speech, noise) if p.exists()], outputs=[run])
+
+
+def _train_option(option: str, value: str) -> Callable[[Path], Case]:
+    def build(root: Path) -> Case:
+        case = train_case(root, 2, (option, f"got '{value}'"))
+        case.argv += [option, value]  # after train_case's own --steps: the last one counts
+        return case
+
+    return build
 
 
 def resume_case(root: Path, run: Path, steps: int, code: int, says: tuple[str, ...]) -> Case:
@@ -589,6 +606,8 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: corrupted model file": _corrupted_model,
     "file: missing model file": _missing_model,
     "file: model without its sidecar JSON": _model_without_sidecar,
+    "file: --atten-lim-db nan": _file_option("--atten-lim-db", "nan"),
+    "file: --threads 1000": _file_option("--threads", "1000"),
     "eval: missing folder": lambda root: eval_case(root, 2, ("enhanced", "no such folder"), None),
     "eval: empty folder": lambda root: eval_case(root, 2, ("enhanced", "no audio files found"), folder_only),
     "eval: non-audio bytes with a .wav name": lambda root: eval_case(
@@ -625,6 +644,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     ),
     "eval: unwritable --json folder": _eval_json_unwritable,
     "eval --noisy: corrupted model file": _eval_noisy_corrupted_model,
+    "eval: --max-delay-ms inf": _eval_option("--max-delay-ms", "inf"),
     "make-dataset: missing speech folder": lambda root: dataset_case(
         root, 2, ("nope", "no such folder"), speech=root / "nope"
     ),
@@ -654,5 +674,11 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "train: --resume after kill -9 during a checkpoint write": _train_kill_during_checkpoint_write,
     "train: disk full during a checkpoint write": _train_disk_full,
     "train: --resume from a corrupted last.pt": _train_resume_corrupted_last,
+    "train: --steps -1": _train_option("--steps", "-1"),
+    "train: --batch-size 0": _train_option("--batch-size", "0"),
+    "train: --seconds 0": _train_option("--seconds", "0"),
     "live: unknown device name": _live_unknown_device,
+    "live: --atten-lim-db nan": lambda root: Case(
+        root, ["live", "--atten-lim-db", "nan", "--duration", "1"], 2, ("--atten-lim-db", "got 'nan'")
+    ),
 }
