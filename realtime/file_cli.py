@@ -33,8 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from realtime.files import Settings, denoise_files, plan_jobs
+    from realtime.signals import interrupt_on_signals
 
     settings = Settings(args.model, args.block_size, args.threads, args.dry, args.atten_lim_db)
-    jobs = plan_jobs(args.inputs, args.output)
-    failures = denoise_files(jobs, settings, args.sample_rate, show_progress=not args.quiet)
+    plan = plan_jobs(args.inputs, args.output)
+    with interrupt_on_signals():  # SIGTERM as Ctrl-C: temporary files removed, the summary printed
+        failures = denoise_files(plan.jobs, settings, args.sample_rate, not args.quiet, plan.failed)
     return EXIT_FAILED if failures else EXIT_OK
