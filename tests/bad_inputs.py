@@ -11,6 +11,7 @@ temporary file (`.*.part`, `.*.tmp`) is left behind.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import resource
@@ -448,6 +449,19 @@ def _model(root: Path, onnx: bytes | None, sidecar: bool) -> Path:
     return model
 
 
+def _sidecar_changed(change: Callable[[dict], object], says: tuple[str, ...]) -> Callable[[Path], Case]:
+    """The shipped model with its sidecar edited by `change`."""
+
+    def build(root: Path) -> Case:
+        model = _model(root, default_model_path().read_bytes(), sidecar=True)
+        doc = json.loads(model.with_suffix(".json").read_text())
+        change(doc)
+        model.with_suffix(".json").write_text(json.dumps(doc))
+        return file_fails(root, sound(root), 2, ("model.json", *says), "--model", str(model))
+
+    return build
+
+
 def _corrupted_model(root: Path) -> Case:
     model = _model(root, default_model_path().read_bytes()[:3000], sidecar=True)
     return file_fails(root, sound(root), 2, ("model.onnx", "cannot load the model"), "--model", str(model))
@@ -733,6 +747,17 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: corrupted model file": _corrupted_model,
     "file: missing model file": _missing_model,
     "file: model without its sidecar JSON": _model_without_sidecar,
+    "file: sidecar with a state shape reversed": _sidecar_changed(
+        lambda d: d["state"]["conv3"].update(shape=["batch", 16, 1, 128]), ("state conv3", "ONNX graph")
+    ),
+    "file: sidecar with a huge state dimension": _sidecar_changed(
+        lambda d: d["state"]["conv3"].update(shape=["batch", 128, 1, 2**31]), ("state holds",)
+    ),
+    "file: sidecar with delay -5": _sidecar_changed(lambda d: d.update(delay=-5), ("delay -5",)),
+    "file: sidecar naming a state the graph lacks": _sidecar_changed(
+        lambda d: d["inputs"].__setitem__(2, "conv99") or d["state"].__setitem__("conv99", d["state"].pop("conv0")),
+        ("inputs", "ONNX graph"),
+    ),
     "file: --atten-lim-db nan": _file_option("--atten-lim-db", "nan"),
     "file: --threads 1000": _file_option("--threads", "1000"),
     "eval: missing folder": lambda root: eval_case(root, 2, ("enhanced", "no such folder"), None),
