@@ -96,12 +96,18 @@ def read_snr_csv(path: str | os.PathLike) -> dict[str, float]:
     p = Path(path)
     try:
         with p.open(newline="") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, strict=True)  # strict: an unterminated quote is an error
             if not reader.fieldnames or "name" not in reader.fieldnames:
                 raise AudioError(f"{p}: a pairs CSV needs a 'name' column")
             if "snr_db" not in reader.fieldnames:
                 return {}
-            return {row["name"]: float(row["snr_db"]) for row in reader}
+            snr = {}
+            for row in reader:
+                value = row["snr_db"]  # None: the row is short
+                if row["name"] is None or value is None or not math.isfinite(float(value)):
+                    raise ValueError(f"line {reader.line_num}: expected a name and a finite snr_db")
+                snr[row["name"]] = float(value)
+            return snr
     except FileNotFoundError:
         raise AudioError(f"{p}: no such file") from None
     except (UnicodeDecodeError, ValueError, csv.Error) as exc:

@@ -526,6 +526,14 @@ def _eval_noisy_corrupted_model(root: Path) -> Case:
     return Case(root, argv, 2, ("model.onnx", "cannot load the model"), inputs=[root / "clean", root / "noisy", model])
 
 
+def _eval_csv(text: str) -> Callable[[Path], Case]:
+    def build(root: Path) -> Case:
+        (root / "pairs.csv").write_text(text)
+        return eval_case(root, 2, ("pairs.csv", "not a valid pairs CSV"), one_second, "--csv", str(root / "pairs.csv"))
+
+    return build
+
+
 def _eval_option(option: str, value: str) -> Callable[[Path], Case]:
     return lambda root: eval_case(root, 2, (option, f"got '{value}'"), one_second, option, value)
 
@@ -797,6 +805,8 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "eval: unwritable --json folder": _eval_json_unwritable,
     "eval --noisy: corrupted model file": _eval_noisy_corrupted_model,
     "eval: --max-delay-ms inf": _eval_option("--max-delay-ms", "inf"),
+    "eval: CSV with a short row": _eval_csv("name,snr_db\nx.wav\n"),
+    "eval: CSV with an unterminated quote": _eval_csv('name,snr_db\n"x.wav,5\n'),
     "make-dataset: missing speech folder": lambda root: dataset_case(
         root, 2, ("nope", "no such folder"), speech=root / "nope"
     ),
