@@ -141,6 +141,10 @@ def check_graph(info: ModelInfo, inputs: list[tuple[str, list]], outputs: list[t
                 raise AudioError(f"{side}: state {name} has shape {shape}, the ONNX graph's {graph_name} is {got}")
 
 
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(document, indent=2) + "\n")
+        write_json(tmp, document)

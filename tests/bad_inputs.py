@@ -710,6 +710,23 @@ def _train_kill_during_checkpoint_write(root: Path) -> Case:
     return case
 
 
+# -- denoise export --------------------------------------------------------------------------------------------
+def _export_case(output: Callable[[Path], Path], says: tuple[str, ...]) -> Callable[[Path], Case]:
+    """`denoise export run/last.pt -o OUTPUT` must fail with `says`, writing nothing, the checkpoint intact."""
+
+    def build(root: Path) -> Case:
+        checkpoint = base_run(root) / "last.pt"
+        argv = ["export", str(checkpoint), "-o", str(output(root))]
+        return Case(root, argv, 2, says, inputs=[checkpoint], outputs=[root], cache=shared_folder(root) / "cache")
+
+    return build
+
+
+def _folder_named_like_the_sidecar(root: Path) -> Path:
+    (root / "m.json").mkdir()
+    return root / "m.onnx"
+
+
 # -- denoise live ---------------------------------------------------------------------------------------------------
 def _live_unknown_device(root: Path) -> Case:
     argv = ["live", "--input", "no-such-device", "--duration", "1"]
@@ -839,6 +856,9 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "train: --steps -1": _train_option("--steps", "-1"),
     "train: --batch-size 0": _train_option("--batch-size", "0"),
     "train: --seconds 0": _train_option("--seconds", "0"),
+    "export: output equal to the checkpoint": _export_case(lambda root: root / "run" / "last.pt", ("last.pt", ".onnx")),
+    "export: a .json output (where its sidecar goes)": _export_case(lambda root: root / "m.json", ("m.json", ".onnx")),
+    "export: a folder where the sidecar goes": _export_case(_folder_named_like_the_sidecar, ("m.json", "is a folder")),
     "live: unknown device name": _live_unknown_device,
     "live: --atten-lim-db nan": lambda root: Case(
         root, ["live", "--atten-lim-db", "nan", "--duration", "1"], 2, ("--atten-lim-db", "got 'nan'")
