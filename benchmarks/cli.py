@@ -84,6 +84,8 @@ def run_eval(args: argparse.Namespace) -> int:
     print(report.table())
     for failure in report.failures():
         print(f"not scored: {failure}", file=sys.stderr)
+    for warning in report.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         write_json_atomic(Path(args.json), report.to_dict())
     return EXIT_FAILED if any("read" in f.errors for f in report.files) else EXIT_OK

@@ -17,6 +17,7 @@ from realtime.audio_io import AudioError, read_audio
 
 RATE = 16000
 MIN_SECONDS = 0.5  # PESQ needs 0.25 s; STOI needs 30 frames of 384 samples at 10 kHz (about 0.4 s)
+LENGTH_SLACK = RATE // 100  # samples: resampling rounds lengths; more than 10 ms apart is another recording
 SILENT_PEAK = 1e-4  # below -80 dBFS everywhere: digital silence
 NAMES = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)"}
 
@@ -27,6 +28,7 @@ class FileScore:
     values: dict[str, float]
     errors: dict[str, str]
     delay: int
+    warning: str = ""
 
 
 @dataclass
@@ -62,6 +64,9 @@ class Report:
     def failures(self) -> list[str]:
         return [f"{f.name}: {m}: {e}" for f in self.files for m, e in f.errors.items()]
 
+    def warnings(self) -> list[str]:
+        return [f"{f.name}: {f.warning}" for f in self.files if f.warning]
+
     def to_dict(self) -> dict:
         return {
             "metrics": list(self.metrics),
@@ -69,6 +74,7 @@ class Report:
             "overall": self.mean(),
             "per_snr": {band: {"count": len(names), **self.mean(names)} for band, names in self.bands().items()},
             "failures": self.failures(),
+            "warnings": self.warnings(),
             "files": [{"name": f.name, **f.values, "delay": f.delay, "errors": f.errors} for f in self.files],
         }
 
@@ -137,7 +143,13 @@ def score_file(
 ) -> FileScore:
     reasons = unscorable(clean, enhanced, metrics)
     values, errors, delay = score(clean, enhanced, RATE, tuple(m for m in metrics if m not in reasons), max_delay)
-    return FileScore(name, values, {**errors, **reasons}, delay)
+    warning = ""
+    if abs(len(enhanced) - len(clean)) > LENGTH_SLACK:
+        warning = (
+            f"lengths differ (enhanced {len(enhanced) / RATE:.2f} s, clean {len(clean) / RATE:.2f} s): "
+            "scored over the clean file's length, the enhanced one cut or padded with silence"
+        )
+    return FileScore(name, values, {**errors, **reasons}, delay, warning)
 
 
 def _score_paths(args: tuple[str, Path, Path, tuple[str, ...], int]) -> FileScore:

@@ -819,6 +819,9 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "eval: 48 kHz stereo 24-bit against 16 kHz mono": lambda root: eval_case(
         root, 0, (), lambda p: tone(p, 1.0, 48000, 2, "PCM_24")
     ),
+    "eval: enhanced half as long as the clean file": lambda root: eval_case(
+        root, 0, ("x.wav: lengths differ",), lambda p: tone(p, 0.5)
+    ),
     "eval: unwritable --json folder": _eval_json_unwritable,
     "eval --noisy: corrupted model file": _eval_noisy_corrupted_model,
     "eval: --max-delay-ms inf": _eval_option("--max-delay-ms", "inf"),
