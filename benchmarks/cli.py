@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from realtime.cli import EXIT_FAILED, EXIT_OK
+from realtime.cli import EXIT_FAILED, EXIT_OK, MAX_THREADS, bounded
 
 # Modules with register(bench_subparsers), one `denoise bench NAME` each.
 BENCH_MODULES: tuple[str, ...] = (
@@ -58,11 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-delay-ms",
-        type=float,
+        type=bounded(float, 0),
         default=100.0,
         help="search this far for a delay of the scored signal and undo it (0: no alignment)",
     )
-    p.add_argument("--jobs", type=int, help="scoring processes (default: all cores)")
+    p.add_argument("--jobs", type=bounded(int, 1, MAX_THREADS), help="scoring processes (default: all cores)")
     p.set_defaults(run=run_eval)
 
 
@@ -74,8 +74,6 @@ def run_eval(args: argparse.Namespace) -> int:
     from training.metrics import METRICS
     from training.paired import match_pairs
 
-    if args.max_delay_ms < 0:
-        raise AudioError("--max-delay-ms must be >= 0")
     if args.clean is None and not args.dnsmos:
         raise AudioError("give --clean DIR for the reference metrics, or --dnsmos to score without a reference")
     if args.clean is None and args.narrowband:
@@ -111,6 +109,8 @@ def run_eval(args: argparse.Namespace) -> int:
     print(report.table())
     for failure in report.failures():
         print(f"not scored: {failure}", file=sys.stderr)
+    for warning in report.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         write_json_atomic(Path(args.json), report.to_dict())
     return EXIT_FAILED if any("read" in f.errors for f in report.files) else EXIT_OK

@@ -18,6 +18,7 @@ from training.metrics import METRICS, score
 
 RATE = 16000
 MIN_SECONDS = 0.5  # PESQ needs 0.25 s; STOI needs 30 frames of 384 samples at 10 kHz (about 0.4 s)
+LENGTH_SLACK = RATE // 100  # samples: resampling rounds lengths; more than 10 ms apart is another recording
 SILENT_PEAK = 1e-4  # below -80 dBFS everywhere: digital silence
 NAMES = {
     "pesq_wb": "PESQ-WB",
@@ -37,6 +38,7 @@ class FileScore:
     values: dict[str, float]
     errors: dict[str, str]
     delay: int
+    warning: str = ""
 
 
 @dataclass
@@ -72,6 +74,9 @@ class Report:
     def failures(self) -> list[str]:
         return [f"{f.name}: {m}: {e}" for f in self.files for m, e in f.errors.items()]
 
+    def warnings(self) -> list[str]:
+        return [f"{f.name}: {f.warning}" for f in self.files if f.warning]
+
     def to_dict(self) -> dict:
         return {
             "metrics": list(self.metrics),
@@ -79,6 +84,7 @@ class Report:
             "overall": self.mean(),
             "per_snr": {band: {"count": len(names), **self.mean(names)} for band, names in self.bands().items()},
             "failures": self.failures(),
+            "warnings": self.warnings(),
             "files": [{"name": f.name, **f.values, "delay": f.delay, "errors": f.errors} for f in self.files],
         }
 
@@ -106,12 +112,18 @@ def read_snr_csv(path: str | os.PathLike) -> dict[str, float]:
     p = Path(path)
     try:
         with p.open(newline="") as f:
-            reader = csv.DictReader(f)
+            reader = csv.DictReader(f, strict=True)  # strict: an unterminated quote is an error
             if not reader.fieldnames or "name" not in reader.fieldnames:
                 raise AudioError(f"{p}: a pairs CSV needs a 'name' column")
             if "snr_db" not in reader.fieldnames:
                 return {}
-            return {row["name"]: float(row["snr_db"]) for row in reader}
+            snr = {}
+            for row in reader:
+                value = row["snr_db"]  # None: the row is short
+                if row["name"] is None or value is None or not math.isfinite(float(value)):
+                    raise ValueError(f"line {reader.line_num}: expected a name and a finite snr_db")
+                snr[row["name"]] = float(value)
+            return snr
     except FileNotFoundError:
         raise AudioError(f"{p}: no such file") from None
     except (UnicodeDecodeError, ValueError, csv.Error) as exc:
@@ -139,18 +151,26 @@ def unscorable(clean: np.ndarray, enhanced: np.ndarray, metrics: tuple[str, ...]
 def score_file(
     name: str, clean: np.ndarray | None, enhanced: np.ndarray, metrics: tuple[str, ...], max_delay: int
 ) -> FileScore:
-    """The reference metrics of `enhanced` against `clean` (None: there are none), and DNSMOS of `enhanced`."""
+    """The reference metrics of `enhanced` against `clean` (None: there are none), and DNSMOS of `enhanced`.
+
+    A length mismatch with the reference (beyond LENGTH_SLACK) is scored, with a warning."""
     values: dict[str, float] = {}
     errors: dict[str, str] = {}
     delay = 0
+    warning = ""
     if clean is not None:
         reference = tuple(m for m in metrics if m not in dnsmos.METRICS)
         reasons = unscorable(clean, enhanced, reference)
         values, errors, delay = score(clean, enhanced, RATE, tuple(m for m in reference if m not in reasons), max_delay)
         errors.update(reasons)
+        if abs(len(enhanced) - len(clean)) > LENGTH_SLACK:
+            warning = (
+                f"lengths differ (enhanced {len(enhanced) / RATE:.2f} s, clean {len(clean) / RATE:.2f} s): "
+                "scored over the clean file's length, the enhanced one cut or padded with silence"
+            )
     if dnsmos.METRICS[0] in metrics:
         values.update(dnsmos.score(enhanced))
-    return FileScore(name, values, errors, delay)
+    return FileScore(name, values, errors, delay, warning)
 
 
 def _score_paths(args: tuple[str, Path | None, Path, tuple[str, ...], int]) -> FileScore:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,8 @@ def audio_info(path: str | os.PathLike) -> sf._SoundFileInfo:
         raise AudioError(f"{p}: no such file")
     if p.is_dir():
         raise AudioError(f"{p}: is a folder, expected an audio file")
+    if not p.is_file():  # opening a FIFO would wait forever for a writer
+        raise AudioError(f"{p}: not a regular file (a pipe, device or socket), expected an audio file")
     try:
         info = sf.info(str(p))
     except Exception as exc:  # soundfile raises several types for unreadable data
@@ -111,17 +114,43 @@ def _umask() -> int:
     return mask
 
 
+TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.part")  # atomic_output's: "." + target + mkstemp's 8 + suffix
+
+
+def remove_stale_temps(targets: list[Path]) -> list[Path]:
+    """Remove the temporary files an interrupted run left beside these outputs (ours only, by name);
+    one listing per folder. Returns what was removed."""
+    by_folder: dict[Path, set[str]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, set()).add(target.name)
+    removed = []
+    for folder, names in by_folder.items():
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                match = TEMP_NAME.fullmatch(entry.name)
+                if match and match.group(1) in names and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, protect: tuple[Path, ...] = ()) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
-    Refuses to write over any file in `protect` (the inputs). On error the temporary file is removed,
-    so no partial output is ever left behind.
+    A symlink is written through (its target is replaced). Refuses to write over any file in `protect` (the
+    inputs), a folder, or a device, pipe or socket. On error the temporary file is removed, so no partial
+    output is ever left behind.
     """
-    target = Path(path)
+    given = Path(path)
+    target = Path(os.path.realpath(given)) if given.is_symlink() else given
     for src in protect:
         if same_file(src, target):
-            raise AudioError(f"{target}: refusing to overwrite an input file")
+            raise AudioError(f"{given}: refusing to overwrite an input file")
+    if target.is_dir():
+        raise AudioError(f"{given}: is a folder, expected a file name")
+    if target.exists() and not target.is_file():
+        raise AudioError(f"{given}: not a regular file (a device, pipe or socket); refusing to replace it")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise AudioError(f"{folder}: output folder does not exist")
@@ -137,6 +166,15 @@ def atomic_output(path: str | os.PathLike, protect: tuple[Path, ...] = ()) -> It
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_frames(dst: sf.SoundFile, data: np.ndarray, target: Path) -> None:
+    """`dst.write`, naming the output and the system's reason when it fails (libsndfile says "System error")."""
+    try:
+        dst.write(data)
+    except sf.LibsndfileError:
+        reason = os.strerror(sf._ffi.errno) if sf._ffi.errno else "write failed"
+        raise AudioError(f"{target}: cannot write ({reason})") from None
 
 
 def output_format(path: Path, source_subtype: str | None = None) -> tuple[str, str | None]:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # threads or processes: more only slows a run down
+Number = TypeVar("Number", int, float)
 
 # Packages that only some commands need, and the extra that installs each.
 OPTIONAL_MODULES = {
@@ -30,8 +35,35 @@ OPTIONAL_MODULES = {
 COMMAND_MODULES = ("realtime.file_cli", "realtime.live_cli", "training.cli", "benchmarks.cli")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line, like every other failure (subcommands inherit it)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"denoise: {message} (see {self.prog} --help)\n")
+
+
+def bounded(
+    kind: Callable[[str], Number], low: float, high: float | None = None, *, open_low: bool = False
+) -> Callable[[str], Number]:
+    """An argparse `type`: a finite `kind` (int or float) from `low` (excluded if `open_low`) to `high`."""
+    name = "an integer" if kind is int else "a finite number"
+    wanted = f"{name} {'>' if open_low else '>='} {low:g}" if high is None else f"{name} from {low:g} to {high:g}"
+
+    def parse(text: str) -> Number:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        too_low = value <= low if open_low else value < low
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="denoise", description="Real-time speech denoising (causal Conv-TasNet).")
+    parser = Parser(prog="denoise", description="Real-time speech denoising (causal Conv-TasNet).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

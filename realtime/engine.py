@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from realtime.audio_io import AudioError
-from realtime.model_file import ModelInfo, load_model_info
+from realtime.model_file import ModelInfo, check_graph, load_model_info
 
 MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)
 
@@ -32,10 +32,13 @@ def open_session(info: ModelInfo, threads: int = 1) -> ort.InferenceSession:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     try:
-        return ort.InferenceSession(str(info.path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(info.path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(f"{info.path}: cannot load the model ({first})") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    check_graph(info, [(t.name, t.shape) for t in inputs], [(t.name, t.shape) for t in outputs])
+    return session
 
 
 class Denoiser:
@@ -66,7 +69,7 @@ class Denoiser:
             raise ValueError("block_size must be at least 1")
         if not 0.0 <= dry <= 1.0:
             raise ValueError(f"dry must be between 0 and 1, got {dry}")
-        if atten_lim_db is not None and atten_lim_db < 0:
+        if atten_lim_db is not None and not atten_lim_db >= 0:  # NaN too
             raise ValueError(f"atten_lim_db must be >= 0, got {atten_lim_db}")
         self.channels = channels
         self.block_size = block_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from realtime.cli import EXIT_FAILED, EXIT_OK
+from realtime.cli import EXIT_FAILED, EXIT_OK, MAX_THREADS, bounded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,24 +18,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files and/or folders")
     p.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs / a folder")
     p.add_argument("--model", help="ONNX model file, or a shipped model's name: default (the default) or fast")
-    p.add_argument("--block-size", type=int, default=160, help="engine block in samples at 16 kHz (default 160)")
-    p.add_argument("--sample-rate", type=int, help="output sample rate (default: the input's)")
-    p.add_argument("--atten-lim-db", type=float, help="remove at most this many dB of noise")
-    p.add_argument("--dry", type=float, default=0.0, help="share of the input mixed into the output (0..1)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
+    p.add_argument(
+        "--block-size", type=bounded(int, 1), default=160, help="engine block in samples at 16 kHz (default 160)"
+    )
+    p.add_argument("--sample-rate", type=bounded(int, 1000, 768000), help="output sample rate (default: the input's)")
+    p.add_argument("--atten-lim-db", type=bounded(float, 0), help="remove at most this many dB of noise")
+    p.add_argument(
+        "--dry", type=bounded(float, 0, 1), default=0.0, help="share of the input mixed into the output (0..1)"
+    )
+    p.add_argument("--threads", type=bounded(int, 1, MAX_THREADS), default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from realtime.audio_io import AudioError
     from realtime.files import Settings, denoise_files, plan_jobs
+    from realtime.signals import interrupt_on_signals
 
-    if args.block_size < 1:
-        raise AudioError(f"--block-size must be at least 1, got {args.block_size}")
-    if args.sample_rate is not None and not 1000 <= args.sample_rate <= 768000:
-        raise AudioError(f"--sample-rate must be between 1000 and 768000 Hz, got {args.sample_rate}")
     settings = Settings(args.model, args.block_size, args.threads, args.dry, args.atten_lim_db)
-    jobs = plan_jobs(args.inputs, args.output)
-    failures = denoise_files(jobs, settings, args.sample_rate, show_progress=not args.quiet)
+    plan = plan_jobs(args.inputs, args.output)
+    with interrupt_on_signals():  # SIGTERM as Ctrl-C: temporary files removed, the summary printed
+        failures = denoise_files(plan.jobs, settings, args.sample_rate, not args.quiet, plan.failed)
     return EXIT_FAILED if failures else EXIT_OK

@@ -7,10 +7,11 @@ every channel is denoised, and files are written atomically, never over an input
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from realtime.audio_io import AudioError, atomic_output, audio_info, is_truncated, list_audio, output_format
+from realtime.audio_io import (
+    AudioError,
+    atomic_output,
+    audio_info,
+    is_truncated,
+    list_audio,
+    output_format,
+    remove_stale_temps,
+    write_frames,
+)
 from realtime.engine import Denoiser
 
 READ_SECONDS = 1.0  # file chunk size: memory stays constant whatever the file's length
@@ -117,27 +127,71 @@ class Job:
     target: Path
 
 
-def plan_jobs(inputs: list[str], output: str) -> list[Job]:
-    """Map inputs (files and/or folders) to output paths; folders are mirrored under `output`."""
+@dataclass
+class Plan:
+    """What `denoise file` will write, and the inputs it cannot process (as error messages)."""
+
+    jobs: list[Job]
+    failed: list[str]
+
+
+def plan_jobs(inputs: list[str], output: str) -> Plan:
+    """Map inputs (files and/or folders) to output paths; folders are mirrored under `output`, which is a
+    folder for several inputs, a folder input or a trailing slash. With several inputs, one that is missing
+    (or a folder without audio) is a failed input; a plan that writes over an input, or writes one output
+    for two inputs, is refused as a whole."""
     out = Path(output)
     paths = [Path(p) for p in inputs]
-    for p in paths:
-        if not p.exists():
-            raise AudioError(f"{p}: no such file or folder")
-    many = len(paths) > 1 or any(p.is_dir() for p in paths)
+    many = len(paths) > 1 or output.endswith(("/", os.sep)) or any(p.is_dir() for p in paths)
     if many and out.exists() and not out.is_dir():
         raise AudioError(f"{out}: must be a folder when the input is several files or a folder")
-    jobs = []
+    jobs, failed = [], []
     for p in paths:
-        if p.is_dir():
-            if out.resolve() == p.resolve():
-                raise AudioError(f"{out}: the output folder is the input folder; choose another")
-            jobs += [Job(f, out / f.relative_to(p)) for f in list_audio(p)]
-        elif many or out.is_dir():
-            jobs.append(Job(p, out / p.name))
-        else:
-            jobs.append(Job(p, out))
-    return jobs
+        if p.is_dir() and out.resolve() == p.resolve():
+            raise AudioError(f"{out}: the output folder is the input folder; choose another")
+        try:
+            if not p.exists():
+                raise AudioError(f"{p}: no such file or folder")
+            if p.is_dir():
+                files = list_audio(p)
+                if out.resolve().is_relative_to(p.resolve()):  # an earlier run's outputs are not inputs
+                    files = [f for f in files if not f.resolve().is_relative_to(out.resolve())]
+                if not files:
+                    raise AudioError(f"{p}: no audio files found outside the output folder {out}")
+                jobs += [Job(f, out / f.relative_to(p)) for f in files]
+            else:
+                jobs.append(Job(p, out / p.name if many or out.is_dir() else out))
+        except AudioError as exc:
+            if len(paths) == 1:
+                raise
+            failed.append(str(exc))
+    check_plan(jobs)
+    return Plan(jobs, failed)
+
+
+def check_plan(jobs: list[Job]) -> None:
+    """Refuse a plan whose output replaces an input (any job's: hard links and symlinks included), or
+    that writes two inputs to one output."""
+    inputs = {}
+    for job in jobs:
+        with contextlib.suppress(OSError):
+            st = job.source.stat()
+            inputs[st.st_dev, st.st_ino] = job.source
+    writers: dict[str, Job] = {}
+    for job in jobs:
+        key = os.path.realpath(job.target)  # a symlinked output is written through
+        if key in writers:
+            raise AudioError(
+                f"{job.target}: both {writers[key].source} and {job.source} would be written here; "
+                "rename one or denoise them into separate folders"
+            )
+        writers[key] = job
+        with contextlib.suppress(OSError):
+            st = job.target.stat()
+            if (st.st_dev, st.st_ino) in inputs:
+                source = inputs[st.st_dev, st.st_ino]
+                whose = "" if source == job.source else f" ({source}) with the output for {job.source}"
+                raise AudioError(f"{job.target}: refusing to overwrite an input file{whose}")
 
 
 def denoise_file(
@@ -165,7 +219,7 @@ def denoise_file(
                 while True:
                     chunk = src.read(size, dtype="float32", always_2d=True)
                     last = len(chunk) < size or src.tell() >= info.frames
-                    dst.write(proc.push(chunk, last=last))
+                    write_frames(dst, proc.push(chunk, last=last), job.target)
                     if progress:
                         progress(len(chunk) / info.samplerate)
                     if last:
@@ -178,11 +232,22 @@ def denoise_file(
     return proc.frames_in / info.samplerate, proc.nonfinite
 
 
-def denoise_files(jobs: Iterable[Job], settings: Settings, sample_rate: int | None, show_progress: bool = True) -> int:
-    """Run every job, naming each failure on stderr; returns the number of failures."""
+def denoise_files(
+    jobs: Iterable[Job],
+    settings: Settings,
+    sample_rate: int | None,
+    show_progress: bool = True,
+    failed: Sequence[str] = (),
+) -> int:
+    """Run every job, naming each failure on stderr (and each of `failed`: inputs that could not be planned);
+    returns the number of failures. The summary line comes even when the run is interrupted."""
     from tqdm import tqdm
 
     jobs = list(jobs)
+    for message in failed:
+        print(f"error: {message}", file=sys.stderr)
+    for stale in remove_stale_temps([job.target for job in jobs]):
+        print(f"removed {stale}: left by an interrupted run", file=sys.stderr)
     total = 0.0
     for job in jobs:
         try:
@@ -191,38 +256,42 @@ def denoise_files(jobs: Iterable[Job], settings: Settings, sample_rate: int | No
         except AudioError:
             pass
     engines = {1: make_engine(settings)}
-    failures, seconds, start = 0, 0.0, time.perf_counter()
-    done = 0
-    with tqdm(
-        total=total,
-        unit="s",
-        unit_scale=False,
-        desc="denoising",
-        disable=not show_progress,
-        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
-    ) as bar:
-        for job in jobs:
-            try:
-                info = audio_info(job.source)
-                if info.channels not in engines:
-                    engines[info.channels] = make_engine(settings, info.channels)
-                dur, bad = denoise_file(job, settings, sample_rate, engines[info.channels], bar.update)
-                seconds += dur
-                done += 1
-                if bad:
-                    tqdm.write(
-                        f"warning: {job.source}: {bad} NaN/infinite samples replaced by silence", file=sys.stderr
-                    )
-                if is_truncated(info):
-                    tqdm.write(
-                        f"warning: {job.source}: shorter than its header says (truncated?); "
-                        f"denoised the {dur:.2f} s it holds",
-                        file=sys.stderr,
-                    )
-            except (AudioError, ValueError, OSError) as exc:
-                failures += 1
-                tqdm.write(f"error: {exc}", file=sys.stderr)
-    elapsed = time.perf_counter() - start
-    speed = f", {seconds / elapsed:.1f}x real time" if elapsed > 0 and seconds else ""
-    print(f"denoised {done} of {len(jobs)} files, {seconds:.1f} s of audio in {elapsed:.1f} s{speed}", file=sys.stderr)
+    failures, seconds, done, start = len(failed), 0.0, 0, time.perf_counter()
+    try:
+        with tqdm(
+            total=total,
+            unit="s",
+            unit_scale=False,
+            desc="denoising",
+            disable=not show_progress,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
+        ) as bar:
+            for job in jobs:
+                try:
+                    info = audio_info(job.source)
+                    if info.channels not in engines:
+                        engines[info.channels] = make_engine(settings, info.channels)
+                    dur, bad = denoise_file(job, settings, sample_rate, engines[info.channels], bar.update)
+                    seconds += dur
+                    done += 1
+                    if bad:
+                        tqdm.write(
+                            f"warning: {job.source}: {bad} NaN/infinite samples replaced by silence", file=sys.stderr
+                        )
+                    if is_truncated(info):
+                        tqdm.write(
+                            f"warning: {job.source}: shorter than its header says (truncated?); "
+                            f"denoised the {dur:.2f} s it holds",
+                            file=sys.stderr,
+                        )
+                except (AudioError, ValueError, OSError) as exc:
+                    failures += 1
+                    tqdm.write(f"error: {exc}", file=sys.stderr)
+    finally:
+        elapsed = time.perf_counter() - start
+        speed = f", {seconds / elapsed:.1f}x real time" if elapsed > 0 and seconds else ""
+        print(
+            f"denoised {done} of {len(jobs) + len(failed)} files, {seconds:.1f} s of audio in {elapsed:.1f} s{speed}",
+            file=sys.stderr,
+        )
     return failures

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from realtime.cli import EXIT_OK
+from realtime.cli import EXIT_OK, bounded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,24 +25,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--input", metavar="DEV", help="input device: index or name substring (default: the default)")
     p.add_argument("--output", metavar="DEV", help="output device: index or name substring (default: the default)")
-    p.add_argument("--channel", type=int, metavar="N", help="use input channel N (1-based; default: a downmix)")
-    p.add_argument("--sample-rate", type=int, metavar="HZ", help="device rate (default: the input device's own)")
+    p.add_argument(
+        "--channel", type=bounded(int, 1), metavar="N", help="use input channel N (1-based; default: a downmix)"
+    )
+    p.add_argument(
+        "--sample-rate",
+        type=bounded(int, 8000, 384000),
+        metavar="HZ",
+        help="device rate (default: the input device's own)",
+    )
     p.add_argument(
         "--block-size",
-        type=int,
+        type=bounded(int, 1),
         metavar="FRAMES",
         help="frames per audio callback at the device rate (default: the period under JACK, 128 otherwise)",
     )
     p.add_argument(
         "--headroom",
-        type=int,
+        type=bounded(int, 0),
         default=1,
         metavar="BLOCKS",
         help="extra blocks of output buffering; each gives the engine one more block period to finish (default 1)",
     )
     p.add_argument(
         "--hops-per-run",
-        type=int,
+        type=bounded(int, 1),
         default=1,
         metavar="N",
         help="run the model on at least N hops at once (default 1): on a busy CPU about 1/N the load, "
@@ -50,17 +57,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--priority",
-        type=int,
+        type=bounded(int, 0, 99),
         default=1,
         metavar="N",
         help="SCHED_FIFO priority of live's engine, control and recorder threads where permitted "
         "(below the audio callback's); 0: normal scheduling (default 1)",
     )
     p.add_argument("--model", help="ONNX model file, or a shipped model's name: default (the default) or fast")
-    p.add_argument("--atten-lim-db", type=float, help="remove at most this many dB of noise")
-    p.add_argument("--dry", type=float, default=0.0, help="share of the input mixed into the output (0..1)")
+    p.add_argument("--atten-lim-db", type=bounded(float, 0), help="remove at most this many dB of noise")
+    p.add_argument(
+        "--dry", type=bounded(float, 0, 1), default=0.0, help="share of the input mixed into the output (0..1)"
+    )
     p.add_argument("--record", metavar="DIR", help="save the captured input and the played output as WAV files here")
-    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--duration", type=bounded(float, 0, open_low=True), metavar="SECONDS", help="stop after this long")
     p.add_argument("--status", action="store_true", help="show the status line even when stderr is not a terminal")
     p.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
     p.set_defaults(run=run_live)
@@ -76,21 +85,8 @@ def run_devices(args: argparse.Namespace) -> int:
 def run_live(args: argparse.Namespace) -> int:
     import sys
 
-    from realtime.audio_io import AudioError
     from realtime.live_session import LiveOptions, run_live
 
-    if args.block_size is not None and args.block_size < 1:
-        raise AudioError(f"--block-size must be at least 1, got {args.block_size}")
-    if args.channel is not None and args.channel < 1:
-        raise AudioError(f"--channel counts from 1, got {args.channel}")
-    if args.duration is not None and args.duration <= 0:
-        raise AudioError(f"--duration must be positive, got {args.duration}")
-    if args.hops_per_run < 1:
-        raise AudioError(f"--hops-per-run must be at least 1, got {args.hops_per_run}")
-    if args.headroom < 0:
-        raise AudioError(f"--headroom must be >= 0, got {args.headroom}")
-    if args.sample_rate is not None and not 8000 <= args.sample_rate <= 384000:
-        raise AudioError(f"--sample-rate must be between 8000 and 384000 Hz, got {args.sample_rate}")
     options = LiveOptions(
         input=args.input,
         output=args.output,

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,6 +27,7 @@ from realtime.live import Bridge, Chain, realtime_thread
 from realtime.live_record import Recorder
 from realtime.live_report import Meter, format_summary, summary
 from realtime.model_file import load_model_info, write_json_atomic
+from realtime.signals import interrupt_on_signals, signals_ignored
 
 REFRESH_S = 0.1  # status line period
 GIL_SWITCH_S = 2e-4  # the audio callback waits at most about this long for the worker to yield the GIL
@@ -101,30 +100,6 @@ def start_stream(stream: Any) -> None:
         stream.start()
     except portaudio().PortAudioError as exc:
         raise AudioError(f"cannot start the audio stream: {exc}") from None
-
-
-@contextmanager
-def handling(signals: tuple[signal.Signals, ...], handler: Any) -> Iterator[None]:
-    previous = [signal.signal(s, handler) for s in signals]
-    try:
-        yield
-    finally:
-        for s, old in zip(signals, previous):
-            signal.signal(s, old)
-
-
-def interrupt_on_signals() -> contextlib.AbstractContextManager[None]:
-    """SIGINT (Ctrl-C) and SIGTERM stop cleanly (recordings complete), even in a process started with SIGINT
-    ignored: a shell without job control starts background commands so, and Python then leaves it ignored."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return handling((signal.SIGINT, signal.SIGTERM), interrupt)
-
-
-def signals_ignored() -> contextlib.AbstractContextManager[None]:
-    return handling((signal.SIGINT, signal.SIGTERM), signal.SIG_IGN)
 
 
 class StatusLine:

@@ -11,6 +11,7 @@ temporary file (`.*.part`, `.*.tmp`) is left behind.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import resource
@@ -59,6 +60,8 @@ class Case:
     cache: Path | None = None  # RTDENOISE_CACHE (default: in the case folder)
     note: str = ""  # how the fault was made, for the report
     verify: Callable[[], list[str]] | None = None  # further checks after the run; returns the problems
+    during: Callable[[subprocess.Popen], None] | None = None  # done to the running command (send it a signal)
+    timeout: float = 600  # seconds before the command counts as hung and is killed
 
 
 @dataclass
@@ -93,28 +96,36 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
-def run_case(case: Case, timeout: float = 600) -> Outcome:
+def run_case(case: Case) -> Outcome:
     """Run the case's command as a user would and check every promise."""
     before = {p: digest(p) for p in case.inputs}
     existing = set().union(*(files_in(f, case.root) for f in case.outputs))
     env = {**os.environ, "RTDENOISE_CACHE": str(case.cache or case.root / "cache")}
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "realtime.cli", *case.argv],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         stdin=subprocess.DEVNULL,
         env=env,
         cwd=case.root,
         preexec_fn=_limit_file_size(case.max_file_bytes) if case.max_file_bytes else None,
     )
-    output = proc.stderr + proc.stdout
     problems = []
+    try:
+        if case.during is not None:
+            case.during(proc)
+        stdout, stderr = proc.communicate(timeout=case.timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        problems.append(f"hung: killed after {case.timeout:g} s")
+    output = stderr + stdout
     if proc.returncode != case.code:
         problems.append(f"exit {proc.returncode}, expected {case.code}")
     if "Traceback" in output:
         problems.append("traceback")
-    if case.code and not proc.stderr.strip():
+    if case.code and not stderr.strip():
         problems.append("failed without saying why")
     problems += [f"does not say {s!r}" for s in case.says if s not in output]
     problems += [f"says {s!r}" for s in case.denies if s in output]
@@ -125,9 +136,10 @@ def run_case(case: Case, timeout: float = 600) -> Outcome:
         str(p.relative_to(case.root) if p.is_relative_to(case.root) else p) for p in after if TEMP_FILE.match(p.name)
     )
     problems += [f"temporary file left: {p}" for p in partial]
-    if proc.returncode != 0:
-        problems += [f"failed but wrote {p}" for p in sorted(after - existing) if not TEMP_FILE.match(p.name)]
-    else:
+    if proc.returncode != 0:  # a partial failure (exit 1) may write what `produces` lists
+        new = sorted(p for p in after - existing if not TEMP_FILE.match(p.name) and p not in case.produces)
+        problems += [f"failed but wrote {p}" for p in new]
+    if proc.returncode == case.code:
         problems += [f"missing output {p}" for p in case.produces if not p.is_file()]
         if case.like is not None and case.produces and case.produces[0].is_file():
             problems += _compare_audio(case.produces[0], case.like)
@@ -305,19 +317,123 @@ def _folder_blocked_by_file(root: Path) -> Case:
 
 def _output_is_input(root: Path) -> Case:
     src = sound(root)
-    return file_fails(root, src, 1, ("in.wav", "refusing to overwrite an input file"), out=src)
+    return file_fails(root, src, 2, ("in.wav", "refusing to overwrite an input file"), out=src)
 
 
 def _output_links_to_input(root: Path) -> Case:
     src = sound(root)
     (root / "link.wav").symlink_to(src)
-    return file_fails(root, src, 1, ("link.wav", "refusing to overwrite an input file"), out=root / "link.wav")
+    return file_fails(root, src, 2, ("link.wav", "refusing to overwrite an input file"), out=root / "link.wav")
 
 
 def _output_folder_is_input_folder(root: Path) -> Case:
     folder = sound(root / "in").parent
     argv = ["file", str(folder), "-o", str(folder), "--quiet"]
     return Case(root, argv, 2, ("output folder is the input folder",), inputs=[folder], outputs=[folder])
+
+
+def _output_replaces_another_input(root: Path) -> Case:
+    """d1/x.wav's output, d2/x.wav, is the second input."""
+    d1, d2 = sound(root / "d1").parent, root / "d2"
+    shutil.copytree(d1, d2)
+    argv = ["file", str(d1 / "in.wav"), str(d2 / "in.wav"), "-o", str(d2), "--quiet"]
+    return Case(root, argv, 2, ("d2/in.wav", "refusing to overwrite an input file"), inputs=[d1, d2], outputs=[d2])
+
+
+def _output_links_to_another_input(root: Path) -> Case:
+    """The output for d1/in.wav would be written through the symlink out/in.wav into the second input."""
+    first, second = sound(root / "d1"), tone(root / "d2" / "other.wav")
+    (root / "out").mkdir()
+    (root / "out" / "in.wav").symlink_to(second)
+    argv = ["file", str(first), str(second), "-o", str(root / "out"), "--quiet"]
+    says = ("out/in.wav", "refusing to overwrite an input file", "d2/other.wav")
+    return Case(root, argv, 2, says, inputs=[first, second], outputs=[root / "out"])
+
+
+def _two_inputs_one_name(root: Path) -> Case:
+    first, second = sound(root / "d1"), sound(root / "d2")
+    argv = ["file", str(first), str(second), "-o", str(root / "out"), "--quiet"]
+    says = ("out/in.wav", "d1/in.wav", "d2/in.wav")
+    return Case(root, argv, 2, says, inputs=[first, second], outputs=[root / "out"])
+
+
+def _output_folder_inside_input_folder(root: Path) -> Case:
+    """`denoise file in -o in/den` run again: in/den holds the first run's output, which is not an input."""
+    src = sound(root / "in")
+    earlier = tone(root / "in" / "den" / "in.wav")
+    argv = ["file", str(src.parent), "-o", str(earlier.parent), "--quiet"]
+    case = Case(root, argv, 0, ("denoised 1 of 1 files",), inputs=[src], outputs=[src.parent], produces=[earlier])
+    case.verify = lambda: [f"denoised its own output into {p}" for p in (root / "in" / "den" / "den").glob("*")]
+    return case
+
+
+def _fifo_input(root: Path) -> Case:
+    os.mkfifo(root / "pipe.wav")
+    case = file_fails(root, root / "pipe.wav", 1, ("pipe.wav", "not a regular file"))
+    case.timeout = 60  # opening the pipe would wait forever for a writer
+    return case
+
+
+def _fifo_output(root: Path) -> Case:
+    os.mkfifo(root / "pipe.wav")
+    case = file_fails(root, sound(root), 1, ("pipe.wav", "not a regular file"), out=root / "pipe.wav")
+    case.verify = lambda: [] if (root / "pipe.wav").is_fifo() else ["replaced the pipe"]
+    return case
+
+
+def _output_through_symlink(root: Path) -> Case:
+    src, real = sound(root), tone(root / "real" / "kept.wav", 0.1)
+    (root / "link.wav").symlink_to(real)
+    argv = ["file", str(src), "-o", str(root / "link.wav"), "--quiet"]
+    case = Case(root, argv, 0, inputs=[src], outputs=[root / "real"], produces=[real], like=src)
+    case.verify = lambda: [] if (root / "link.wav").is_symlink() else ["replaced the symlink instead of its target"]
+    return case
+
+
+def _output_folder_with_slash(root: Path) -> Case:
+    src = sound(root)
+    argv = ["file", str(src), "-o", f"{root / 'new'}/", "--quiet"]
+    return Case(root, argv, 0, inputs=[src], outputs=[root / "new"], produces=[root / "new" / "in.wav"], like=src)
+
+
+def _missing_among_several(root: Path) -> Case:
+    first, second = tone(root / "a.wav"), tone(root / "b.wav")
+    argv = ["file", str(first), str(root / "nope.wav"), str(second), "-o", str(root / "out"), "--quiet"]
+    says = ("nope.wav: no such file", "denoised 2 of 3 files")
+    produces = [root / "out" / "a.wav", root / "out" / "b.wav"]
+    return Case(root, argv, 1, says, inputs=[first, second], outputs=[root / "out"], produces=produces)
+
+
+def _sigterm_mid_write(root: Path) -> Case:
+    case = file_fails(root, tone(root / "long.wav", 30.0), 130, ("interrupted", "denoised 0 of 1 files"))
+
+    def terminate(proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline and not list(case.outputs[0].glob(".*.part")):
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+
+    case.during = terminate
+    case.note = "SIGTERM once the output's temporary file exists"
+    return case
+
+
+def _stale_temporary_file(root: Path) -> Case:
+    """An earlier run killed mid-write left its temporary file; another program's file beside it stays."""
+    case = file_works(root, sound(root), ("removed", ".in.wav.k1ll3d_x.part"))
+    out = case.outputs[0]
+    out.mkdir()
+    (out / ".in.wav.k1ll3d_x.part").write_bytes(b"RIFF")
+    (out / ".in.wav.notes").write_text("not ours")
+    case.verify = lambda: [] if (out / ".in.wav.notes").exists() else ["removed a file that is not ours"]
+    return case
+
+
+def _disk_full(root: Path) -> Case:
+    case = file_fails(root, tone(root / "in.wav", 2.0), 1, ("out/in.wav", "cannot write", "File too large"))
+    case.max_file_bytes = 20000
+    case.note = "files limited to 20000 bytes (RLIMIT_FSIZE); the output needs 64 kB"
+    return case
 
 
 def _unknown_format(root: Path) -> Case:
@@ -333,6 +449,19 @@ def _model(root: Path, onnx: bytes | None, sidecar: bool) -> Path:
     return model
 
 
+def _sidecar_changed(change: Callable[[dict], object], says: tuple[str, ...]) -> Callable[[Path], Case]:
+    """The shipped model with its sidecar edited by `change`."""
+
+    def build(root: Path) -> Case:
+        model = _model(root, default_model_path().read_bytes(), sidecar=True)
+        doc = json.loads(model.with_suffix(".json").read_text())
+        change(doc)
+        model.with_suffix(".json").write_text(json.dumps(doc))
+        return file_fails(root, sound(root), 2, ("model.json", *says), "--model", str(model))
+
+    return build
+
+
 def _corrupted_model(root: Path) -> Case:
     model = _model(root, default_model_path().read_bytes()[:3000], sidecar=True)
     return file_fails(root, sound(root), 2, ("model.onnx", "cannot load the model"), "--model", str(model))
@@ -346,6 +475,10 @@ def _missing_model(root: Path) -> Case:
 def _model_without_sidecar(root: Path) -> Case:
     model = _model(root, default_model_path().read_bytes(), sidecar=False)
     return file_fails(root, sound(root), 2, ("model.json", "sidecar JSON is missing"), "--model", str(model))
+
+
+def _file_option(option: str, value: str) -> Callable[[Path], Case]:
+    return lambda root: file_fails(root, sound(root), 2, (option, f"got '{value}'"), option, value)
 
 
 # -- denoise eval ------------------------------------------------------------------------------------------------
@@ -391,6 +524,18 @@ def _eval_noisy_corrupted_model(root: Path) -> Case:
     one_second(root / "noisy" / "x.wav")
     argv = ["eval", "--clean", str(root / "clean"), "--noisy", str(root / "noisy"), "--model", str(model)]
     return Case(root, argv, 2, ("model.onnx", "cannot load the model"), inputs=[root / "clean", root / "noisy", model])
+
+
+def _eval_csv(text: str) -> Callable[[Path], Case]:
+    def build(root: Path) -> Case:
+        (root / "pairs.csv").write_text(text)
+        return eval_case(root, 2, ("pairs.csv", "not a valid pairs CSV"), one_second, "--csv", str(root / "pairs.csv"))
+
+    return build
+
+
+def _eval_option(option: str, value: str) -> Callable[[Path], Case]:
+    return lambda root: eval_case(root, 2, (option, f"got '{value}'"), one_second, option, value)
 
 
 # -- denoise make-dataset --------------------------------------------------------------------------------------
@@ -458,6 +603,15 @@ def train_case(root: Path, code: int, says: tuple[str, ...], speech: Path = SPEE
     run = root / "run"
     argv = ["train", "--speech", str(speech), "--noise", str(noise), "--out", str(run), *TINY_RUN, "--steps", "2"]
     return Case(root, argv, code, says, inputs=[p for p in (speech, noise) if p.exists()], outputs=[run])
+
+
+def _train_option(option: str, value: str) -> Callable[[Path], Case]:
+    def build(root: Path) -> Case:
+        case = train_case(root, 2, (option, f"got '{value}'"))
+        case.argv += [option, value]  # after train_case's own --steps: the last one counts
+        return case
+
+    return build
 
 
 def resume_case(root: Path, run: Path, steps: int, code: int, says: tuple[str, ...]) -> Case:
@@ -556,6 +710,23 @@ def _train_kill_during_checkpoint_write(root: Path) -> Case:
     return case
 
 
+# -- denoise export --------------------------------------------------------------------------------------------
+def _export_case(output: Callable[[Path], Path], says: tuple[str, ...]) -> Callable[[Path], Case]:
+    """`denoise export run/last.pt -o OUTPUT` must fail with `says`, writing nothing, the checkpoint intact."""
+
+    def build(root: Path) -> Case:
+        checkpoint = base_run(root) / "last.pt"
+        argv = ["export", str(checkpoint), "-o", str(output(root))]
+        return Case(root, argv, 2, says, inputs=[checkpoint], outputs=[root], cache=shared_folder(root) / "cache")
+
+    return build
+
+
+def _folder_named_like_the_sidecar(root: Path) -> Path:
+    (root / "m.json").mkdir()
+    return root / "m.onnx"
+
+
 # -- denoise live ---------------------------------------------------------------------------------------------------
 def _live_unknown_device(root: Path) -> Case:
     argv = ["live", "--input", "no-such-device", "--duration", "1"]
@@ -585,10 +756,35 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: output equal to input": _output_is_input,
     "file: output a symlink to the input": _output_links_to_input,
     "file: output folder equal to input folder": _output_folder_is_input_folder,
+    "file: output replaces another input": _output_replaces_another_input,
+    "file: output a symlink to another input": _output_links_to_another_input,
+    "file: two inputs with one name into one folder": _two_inputs_one_name,
+    "file: rerun with the output folder inside the input folder": _output_folder_inside_input_folder,
+    "file: a FIFO as input": _fifo_input,
+    "file: a FIFO as output": _fifo_output,
+    "file: output a symlink (written through)": _output_through_symlink,
+    "file: output folder given with a trailing slash": _output_folder_with_slash,
+    "file: a missing file among several": _missing_among_several,
+    "file: SIGTERM mid-write": _sigterm_mid_write,
+    "file: a stale temporary file from a killed run": _stale_temporary_file,
+    "file: disk full while writing": _disk_full,
     "file: unknown output format": _unknown_format,
     "file: corrupted model file": _corrupted_model,
     "file: missing model file": _missing_model,
     "file: model without its sidecar JSON": _model_without_sidecar,
+    "file: sidecar with a state shape reversed": _sidecar_changed(
+        lambda d: d["state"]["conv3"].update(shape=["batch", 16, 1, 128]), ("state conv3", "ONNX graph")
+    ),
+    "file: sidecar with a huge state dimension": _sidecar_changed(
+        lambda d: d["state"]["conv3"].update(shape=["batch", 128, 1, 2**31]), ("state holds",)
+    ),
+    "file: sidecar with delay -5": _sidecar_changed(lambda d: d.update(delay=-5), ("delay -5",)),
+    "file: sidecar naming a state the graph lacks": _sidecar_changed(
+        lambda d: d["inputs"].__setitem__(2, "conv99") or d["state"].__setitem__("conv99", d["state"].pop("conv0")),
+        ("inputs", "ONNX graph"),
+    ),
+    "file: --atten-lim-db nan": _file_option("--atten-lim-db", "nan"),
+    "file: --threads 1000": _file_option("--threads", "1000"),
     "eval: missing folder": lambda root: eval_case(root, 2, ("enhanced", "no such folder"), None),
     "eval: empty folder": lambda root: eval_case(root, 2, ("enhanced", "no audio files found"), folder_only),
     "eval: non-audio bytes with a .wav name": lambda root: eval_case(
@@ -623,8 +819,14 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "eval: 48 kHz stereo 24-bit against 16 kHz mono": lambda root: eval_case(
         root, 0, (), lambda p: tone(p, 1.0, 48000, 2, "PCM_24")
     ),
+    "eval: enhanced half as long as the clean file": lambda root: eval_case(
+        root, 0, ("x.wav: lengths differ",), lambda p: tone(p, 0.5)
+    ),
     "eval: unwritable --json folder": _eval_json_unwritable,
     "eval --noisy: corrupted model file": _eval_noisy_corrupted_model,
+    "eval: --max-delay-ms inf": _eval_option("--max-delay-ms", "inf"),
+    "eval: CSV with a short row": _eval_csv("name,snr_db\nx.wav\n"),
+    "eval: CSV with an unterminated quote": _eval_csv('name,snr_db\n"x.wav,5\n'),
     "make-dataset: missing speech folder": lambda root: dataset_case(
         root, 2, ("nope", "no such folder"), speech=root / "nope"
     ),
@@ -654,5 +856,14 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "train: --resume after kill -9 during a checkpoint write": _train_kill_during_checkpoint_write,
     "train: disk full during a checkpoint write": _train_disk_full,
     "train: --resume from a corrupted last.pt": _train_resume_corrupted_last,
+    "train: --steps -1": _train_option("--steps", "-1"),
+    "train: --batch-size 0": _train_option("--batch-size", "0"),
+    "train: --seconds 0": _train_option("--seconds", "0"),
+    "export: output equal to the checkpoint": _export_case(lambda root: root / "run" / "last.pt", ("last.pt", ".onnx")),
+    "export: a .json output (where its sidecar goes)": _export_case(lambda root: root / "m.json", ("m.json", ".onnx")),
+    "export: a folder where the sidecar goes": _export_case(_folder_named_like_the_sidecar, ("m.json", "is a folder")),
     "live: unknown device name": _live_unknown_device,
+    "live: --atten-lim-db nan": lambda root: Case(
+        root, ["live", "--atten-lim-db", "nan", "--duration", "1"], 2, ("--atten-lim-db", "got 'nan'")
+    ),
 }

@@ -113,7 +113,7 @@ def test_refuses_to_overwrite_the_input(tmp_path) -> None:
     write_tone_noise(src)
     before = digest(src)
     result = run_cli("file", src, "-o", src, "--quiet")
-    assert "refusing to overwrite an input" in assert_clean_failure(result, code=1)
+    assert "refusing to overwrite an input" in assert_clean_failure(result, code=2)
     assert digest(src) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from model.config import TasNetConfig
-from realtime.cli import EXIT_OK
+from realtime.cli import EXIT_OK, bounded
 from training.config import TrainConfig
 
 
@@ -73,7 +73,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         help="continue the run in --out (configs come from it; only --batch-size, --val-every and "
         "--checkpoint-minutes may be changed, and a --cooldown started)",
     )
-    p.add_argument("--steps", type=int, help="stop at this total step count")
+    p.add_argument("--steps", type=bounded(int, 1), help="stop at this total step count")
     p.add_argument(
         "--cooldown",
         type=int,
@@ -89,8 +89,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     for symbol in ("N", "L", "B", "H", "P", "X", "R"):
         p.add_argument(f"--{symbol}", type=int, default=getattr(defaults, symbol), help=f"model {symbol}")
     p.add_argument("--norm", choices=["cLN", "cumLN"], default=defaults.norm)
-    p.add_argument("--batch-size", type=int, help=f"mixtures per step (default: {TrainConfig.batch_size})")
-    p.add_argument("--seconds", type=float, default=2.0, help="training crop length")
+    p.add_argument("--batch-size", type=bounded(int, 1), help=f"mixtures per step (default: {TrainConfig.batch_size})")
+    p.add_argument("--seconds", type=bounded(float, 0, open_low=True), default=2.0, help="training crop length")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--stft-weight", type=float, default=1.0, help="weight of the spectral loss beside -SI-SDR")

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet, StreamState
 from realtime.audio_io import atomic_output
-from realtime.model_file import FORMAT, sidecar_path, write_json_atomic
+from realtime.model_file import FORMAT, sidecar_path, write_json
 from training.checkpoint import load_file
 from training.config import TrainConfig
 from training.provenance import training_data
@@ -94,7 +94,10 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
 
 
 def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write `output` (.onnx) and its sidecar from a training checkpoint; returns the sidecar document."""
+    """Write `output` (.onnx) and its sidecar from a training checkpoint, both or neither (each to a temporary
+    file first; the sidecar goes into place last); returns the sidecar document."""
+    if output.suffix.lower() != ".onnx":
+        raise ExportError(f"{output}: the model's name must end in .onnx (its sidecar is written beside it as .json)")
     payload = load_file(checkpoint)
     config = TasNetConfig.from_dict(payload["model_config"])
     if config.norm != "cLN":
@@ -103,7 +106,10 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     model.load_state_dict(payload["model"])
     model.eval()
     output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(output) as tmp:
+    with (
+        atomic_output(sidecar_path(output), protect=(checkpoint,)) as tmp_sidecar,
+        atomic_output(output, protect=(checkpoint,)) as tmp,
+    ):
         names = state_names(model)
         example = (torch.zeros(1, 4 * config.hop), *model.initial_state(1).flat())
         outputs = ["enhanced"] + [f"{n}_out" for n in names]
@@ -123,34 +129,34 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         error = verify(model, tmp)
         if not error <= TOLERANCE:
             raise ExportError(f"{output}: ONNX output differs from torch by {error:.2e} (> {TOLERANCE:g}); not written")
-    train_cfg = TrainConfig.from_dict(payload.get("train_config", {}))
-    document = {
-        "format": FORMAT,
-        "model": "causal Conv-TasNet",
-        "model_config": config.to_dict(),
-        "parameters": model.num_parameters(),
-        "hop": config.hop,
-        "delay": model.delay,
-        "algorithmic_latency_ms": 1000 * model.delay / config.sample_rate,  # L - hop, as the engine reports it
-        "window_ms": 1000 * config.L / config.sample_rate,
-        "inputs": ["chunk", *names],
-        "outputs": outputs,
-        "state": state_layout(model),
-        "opset": OPSET,
-        "verified_max_abs_error": error,
-        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "training": {
-            "checkpoint": checkpoint.name,
-            "steps": payload.get("step"),
-            "cpu_hours": round(payload.get("cpu_seconds", 0.0) / 3600, 3),
-            "gpu_hours": round(payload.get("gpu_seconds", 0.0) / 3600, 3),
-            **({"averaged_from": payload["averaged_from"]} if "averaged_from" in payload else {}),
-            "train_config": train_cfg.to_dict(),
-            "data": training_data(
-                train_cfg.speech, train_cfg.noise, train_cfg.paired, train_cfg.rir, train_cfg.allow_non_commercial
-            ),
-        },
-        "scores": scores or {},
-    }
-    write_json_atomic(sidecar_path(output), document)
+        train_cfg = TrainConfig.from_dict(payload.get("train_config", {}))
+        document = {
+            "format": FORMAT,
+            "model": "causal Conv-TasNet",
+            "model_config": config.to_dict(),
+            "parameters": model.num_parameters(),
+            "hop": config.hop,
+            "delay": model.delay,
+            "algorithmic_latency_ms": 1000 * model.delay / config.sample_rate,  # L - hop, as the engine reports it
+            "window_ms": 1000 * config.L / config.sample_rate,
+            "inputs": ["chunk", *names],
+            "outputs": outputs,
+            "state": state_layout(model),
+            "opset": OPSET,
+            "verified_max_abs_error": error,
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "training": {
+                "checkpoint": checkpoint.name,
+                "steps": payload.get("step"),
+                "cpu_hours": round(payload.get("cpu_seconds", 0.0) / 3600, 3),
+                "gpu_hours": round(payload.get("gpu_seconds", 0.0) / 3600, 3),
+                **({"averaged_from": payload["averaged_from"]} if "averaged_from" in payload else {}),
+                "train_config": train_cfg.to_dict(),
+                "data": training_data(
+                    train_cfg.speech, train_cfg.noise, train_cfg.paired, train_cfg.rir, train_cfg.allow_non_commercial
+                ),
+            },
+            "scores": scores or {},
+        }
+        write_json(tmp_sidecar, document)
     return document
