@@ -17,6 +17,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "benchmarks.speed",
     "benchmarks.latency",
     "benchmarks.load",
+    "benchmarks.reliability",
     "benchmarks.engine_depth",
     "benchmarks.training_speed",
     "benchmarks.shape_race",

@@ -2,7 +2,7 @@
 benchmarks/results/reliability.md: per case the command, exit code, message, whether the inputs kept their
 checksums and whether a partial file was left. The same corpus runs in CI as tests/test_reliability.py.
 
-    python -m benchmarks.reliability [--only SUBSTRING] [--out benchmarks/results/reliability.md]
+    denoise bench reliability [--only SUBSTRING] [--out benchmarks/results/reliability.md]
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bad_inputs import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the corpus lives with the tests that run it in CI
-
-from bad_inputs import CASES, Outcome, command_line, run_case  # noqa: E402
 
 
 def cell(text: str, limit: int = 300) -> str:
@@ -27,6 +28,8 @@ def cell(text: str, limit: int = 300) -> str:
 
 
 def table(outcomes: dict[str, Outcome]) -> str:
+    from bad_inputs import command_line  # on the path once `run` put it there
+
     rows = [
         "| case | command | exit | message | inputs unchanged | partial output left | holds |",
         "|---|---|---|---|---|---|---|",
@@ -43,11 +46,21 @@ def table(outcomes: dict[str, Outcome]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="run only the cases whose name contains this")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/reliability.md")
-    args = parser.parse_args(argv)
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reliability", help="the bad-input and fault corpus, case by case", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--only", help="run only the cases whose name contains this")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/reliability.md")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (ROOT / "tests" / "bad_inputs.py").exists():
+        raise ValueError(f"{ROOT / 'tests'}: the corpus lives with the tests: run this from a source checkout")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bad_inputs import CASES, run_case
+
     names = [n for n in CASES if args.only is None or args.only in n]
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="rtdenoise-reliability-") as scratch:
@@ -60,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if not outcome.problems else "FAILED: " + "; ".join(outcome.problems)
             print(f"{name}: exit {outcome.code}, {time.perf_counter() - start:.1f} s, {status}", file=sys.stderr)
     failed = [o for o in outcomes.values() if o.problems]
-    command = "python -m benchmarks.reliability" + (f" --only '{args.only}'" if args.only else "")
+    command = "denoise bench reliability" + (f" --only '{args.only}'" if args.only else "")
     report = [
         "# Reliability: bad input and faults",
         "",
@@ -82,7 +95,3 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text("\n".join(report))
     print(f"wrote {args.out}: {len(outcomes) - len(failed)} of {len(outcomes)} cases hold", file=sys.stderr)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Issue 6's bad-input and fault corpus (tests/bad_inputs.py): every case through the real `denoise` command.
 
-The same cases, run by `python -m benchmarks.reliability`, make the table in benchmarks/results/reliability.md.
+The same cases, run by `denoise bench reliability`, make the table in benchmarks/results/reliability.md.
 """
 
 from __future__ import annotations
