@@ -20,7 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from realtime.audio_io import AudioError
-from realtime.model_file import ModelInfo, check_graph, load_model_info
+from realtime.model_file import CHUNK, DECODER_TAIL, ModelInfo, check_graph, load_model_info
 
 MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)
 
@@ -123,7 +123,7 @@ class Denoiser:
         for start in range(0, len(hops), step):
             chunk = np.ascontiguousarray(hops[start : start + step].T)
             t0 = time.perf_counter()
-            out, *state = self.session.run(None, {"chunk": chunk, **self._state})
+            out, *state = self.session.run(None, {CHUNK: chunk, **self._state})
             self.compute_times.append(time.perf_counter() - t0)
             # the output alone is checked (the state is 60x larger, and checking it cost ~0.1 ms a run):
             # a non-finite state reaches the output of the next run at the latest, and is reset there
@@ -174,7 +174,7 @@ class Denoiser:
         if r:
             padded = np.concatenate([self._pending, np.zeros((self.hop - r, self.channels), np.float32)])
             tail = np.concatenate([tail, self._run(padded)])
-        tail = np.concatenate([tail, self._state["dec"].T])[: self.latency]
+        tail = np.concatenate([tail, self._state[DECODER_TAIL].T])[: self.latency]
         out = self._finish(tail, np.zeros((len(tail), self.channels), np.float32), flat=self._last_flat)
         self.reset()
         return out

@@ -128,3 +128,16 @@ def test_wrong_block_size_for_a_fixed_engine_is_refused(model_path) -> None:
     engine = Denoiser(model_path, block_size=160)
     with pytest.raises(ValueError, match="160"):
         engine.feed(np.zeros(100, np.float32))
+
+
+def test_the_sidecar_contract_reads_and_writes_the_shipped_model_unchanged(model_path) -> None:
+    """realtime.model_file is the one home of the sidecar: what export writes through it reads back the same."""
+    import json
+
+    from realtime.model_file import Sidecar, load_model_info, sidecar_path
+
+    document = json.loads(sidecar_path(model_path).read_text())
+    sidecar = Sidecar.from_dict(document)
+    assert sidecar.to_dict() == document
+    info = load_model_info(model_path)
+    assert info.delay == sidecar.window - sidecar.hop == Denoiser(model_path).algorithmic_latency  # L - hop

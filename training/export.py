@@ -4,7 +4,6 @@ torch with onnxruntime, and write the JSON sidecar."""
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from torch import Tensor, nn
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet, StreamState
 from realtime.audio_io import atomic_output
-from realtime.model_file import FORMAT, sidecar_path, write_json
+from realtime.model_file import CHUNK, ENHANCED, Sidecar, output_name, sidecar_path, state_names
 from training.checkpoint import load_file
 from training.config import TrainConfig
 from training.provenance import training_data
@@ -27,11 +26,6 @@ TOLERANCE = 1e-4
 
 class ExportError(Exception):
     """The exported graph does not reproduce the torch model."""
-
-
-def state_names(model: ConvTasNet) -> list[str]:
-    """The graph's state inputs, in `StreamState.flat()` order; each output is the name + "_out"."""
-    return ["enc", *(f"conv{i}" for i in range(len(model.blocks))), "dec"]
 
 
 def fusable(model: ConvTasNet) -> ConvTasNet:
@@ -67,7 +61,7 @@ def state_layout(model: ConvTasNet) -> dict[str, Any]:
     tensors = model.initial_state(1).flat()
     return {
         name: {"shape": ["batch", *tensor.shape[1:]], "meaning": meaning}
-        for name, tensor, meaning in zip(state_names(model), tensors, meanings, strict=True)
+        for name, tensor, meaning in zip(state_names(len(model.blocks)), tensors, meanings, strict=True)
     }
 
 
@@ -77,7 +71,7 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
     hop = model.config.hop
     audio = (rng.standard_normal((2, int(seconds * model.config.sample_rate) // hop * hop)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = state_names(model)
+    names = state_names(len(model.blocks))
     state_t = model.initial_state(2)
     state_np = [t.numpy() for t in state_t.flat()]
     worst, pos = 0.0, 0
@@ -85,7 +79,7 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
         k = int(rng.integers(1, 40)) * hop
         chunk = audio[:, pos : pos + k]
         pos += chunk.shape[1]
-        outs = session.run(None, {"chunk": chunk, **dict(zip(names, state_np))})
+        outs = session.run(None, {CHUNK: chunk, **dict(zip(names, state_np))})
         with torch.no_grad():
             ref, state_t = model.forward_stream(torch.from_numpy(chunk), state_t)
         worst = max(worst, float(np.max(np.abs(outs[0] - ref.numpy()))))
@@ -110,17 +104,17 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         atomic_output(sidecar_path(output), protect=(checkpoint,)) as tmp_sidecar,
         atomic_output(output, protect=(checkpoint,)) as tmp,
     ):
-        names = state_names(model)
+        names = state_names(len(model.blocks))
         example = (torch.zeros(1, 4 * config.hop), *model.initial_state(1).flat())
-        outputs = ["enhanced"] + [f"{n}_out" for n in names]
-        dynamic = {"chunk": {0: "batch", 1: "samples"}, "enhanced": {0: "batch", 1: "samples"}}
+        outputs = [ENHANCED, *map(output_name, names)]
+        dynamic = {CHUNK: {0: "batch", 1: "samples"}, ENHANCED: {0: "batch", 1: "samples"}}
         dynamic.update({n: {0: "batch"} for n in (*names, *outputs[1:])})
         with torch.no_grad():
             torch.onnx.export(
                 _StreamGraph(model),
                 example,
                 str(tmp),
-                input_names=["chunk", *names],
+                input_names=[CHUNK, *names],
                 output_names=outputs,
                 dynamic_axes=dynamic,
                 opset_version=OPSET,
@@ -130,22 +124,15 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         if not error <= TOLERANCE:
             raise ExportError(f"{output}: ONNX output differs from torch by {error:.2e} (> {TOLERANCE:g}); not written")
         train_cfg = TrainConfig.from_dict(payload.get("train_config", {}))
-        document = {
-            "format": FORMAT,
-            "model": "causal Conv-TasNet",
-            "model_config": config.to_dict(),
-            "parameters": model.num_parameters(),
-            "hop": config.hop,
-            "delay": model.delay,
-            "algorithmic_latency_ms": 1000 * model.delay / config.sample_rate,  # L - hop, as the engine reports it
-            "window_ms": 1000 * config.L / config.sample_rate,
-            "inputs": ["chunk", *names],
-            "outputs": outputs,
-            "state": state_layout(model),
-            "opset": OPSET,
-            "verified_max_abs_error": error,
-            "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "training": {
+        sidecar = Sidecar(
+            model_config=config.to_dict(),
+            parameters=model.num_parameters(),
+            hop=config.hop,
+            delay=model.delay,
+            state=state_layout(model),
+            opset=OPSET,
+            verified_max_abs_error=error,
+            training={
                 "checkpoint": checkpoint.name,
                 "steps": payload.get("step"),
                 "cpu_hours": round(payload.get("cpu_seconds", 0.0) / 3600, 3),
@@ -156,7 +143,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
                     train_cfg.speech, train_cfg.noise, train_cfg.paired, train_cfg.rir, train_cfg.allow_non_commercial
                 ),
             },
-            "scores": scores or {},
-        }
-        write_json(tmp_sidecar, document)
-    return document
+            scores=scores or {},
+        )
+        sidecar.write(tmp_sidecar)
+    return sidecar.to_dict()

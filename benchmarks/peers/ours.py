@@ -8,7 +8,7 @@ import numpy as np
 
 from benchmarks.macs import onnx_macs
 from benchmarks.peers.base import BLOCK, System
-from realtime.model_file import load_model_info
+from realtime.model_file import CHUNK, load_model_info
 
 if TYPE_CHECKING:
     from realtime.engine import Denoiser
@@ -37,7 +37,7 @@ class OursStreaming(System):
     def macs_per_second(self) -> float | None:
         info = load_model_info(self.options.model)
         dims = {name: [1, *shape[1:]] for name, shape in info.state_shapes.items()}
-        return onnx_macs(info.path, {"chunk": [1, info.hop], **dims}) * info.sample_rate / info.hop
+        return onnx_macs(info.path, {CHUNK: [1, info.hop], **dims}) * info.sample_rate / info.hop
 
 
 class OursTorch(System):
