@@ -9,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from realtime.cli import EXIT_FAILED, EXIT_OK, MAX_THREADS, bounded
+from realtime.errors import EXIT_FAILED, EXIT_OK
+from realtime.options import MAX_THREADS, bounded
 
 # Modules with register(bench_subparsers), one `denoise bench NAME` each.
 BENCH_MODULES: tuple[str, ...] = (
@@ -70,7 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from benchmarks import dnsmos
     from benchmarks.evaluate import RATE, evaluate, read_snr_csv
-    from realtime.audio_io import AudioError, list_audio
+    from realtime.audio_io import list_audio
+    from realtime.errors import AudioError
     from realtime.model_file import write_json_atomic
     from training.metrics import METRICS
     from training.paired import match_pairs

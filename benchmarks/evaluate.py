@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import dnsmos
-from realtime.audio_io import AudioError, read_audio
+from realtime.audio_io import read_audio
+from realtime.errors import AudioError
 from training.metrics import METRICS, score
 
 RATE = 16000

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import header, header_markdown
-from realtime.cli import EXIT_OK
+from realtime.errors import EXIT_OK
 
 RESULTS = Path("benchmarks/results")
 PERIODS = (32, 64, 128, 256)
@@ -156,7 +156,8 @@ def measure(
 
 
 def run(args: argparse.Namespace) -> int:
-    from realtime.audio_io import AudioError, read_audio, resample
+    from realtime.audio_io import read_audio, resample
+    from realtime.errors import AudioError
     from realtime.files import Settings, SignalProcessor
     from realtime.model_file import default_model_path, resolve_model
 

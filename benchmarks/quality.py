@@ -19,7 +19,7 @@ import numpy as np
 
 from benchmarks.peers import KEYS, Options, System, select, triage
 from benchmarks.peers.base import BLOCK, RATE
-from realtime.cli import EXIT_OK
+from realtime.errors import EXIT_OK
 from realtime.model_file import resolve_model
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def options_from(args: argparse.Namespace) -> Options:
 
 
 def _default_data(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
-    from realtime.audio_io import AudioError
+    from realtime.errors import AudioError
 
     if args.clean is None and args.noisy is None:
         clean, noisy = DATA / "voice_origin/test", DATA / "denoising/test"
@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from benchmarks import dnsmos
     from benchmarks.evaluate import Report, read_snr_csv
     from benchmarks.report import header, shown
-    from realtime.audio_io import AudioError
+    from realtime.errors import AudioError
     from training.metrics import METRICS
     from training.paired import match_pairs
 

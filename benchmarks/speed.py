@@ -19,7 +19,7 @@ import numpy as np
 from benchmarks.peers import SYSTEMS, Options, System, select, triage
 from benchmarks.peers.base import RATE
 from benchmarks.quality import RESULTS, add_system_options, options_from
-from realtime.cli import EXIT_OK
+from realtime.errors import EXIT_OK
 from realtime.model_file import default_model_path, load_model_info
 
 BLOCKS = (16, 32, 64, 128, 160, 256, 512, 1024)
@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     from multiprocessing import get_context
 
     from benchmarks.report import header, shown
-    from realtime.audio_io import AudioError, read_audio
+    from realtime.audio_io import read_audio
+    from realtime.errors import AudioError
 
     if args.seconds <= WARMUP_SECONDS or min(args.blocks) < 1 or args.train_steps < 0:
         raise AudioError(f"--seconds must exceed {WARMUP_SECONDS:g}, --blocks be >= 1, --train-steps >= 0")

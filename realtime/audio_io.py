@@ -17,10 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-
-class AudioError(Exception):
-    """A user-facing problem with an audio file (message names the file and the reason)."""
-
+from realtime.errors import AudioError
 
 AUDIO_EXTENSIONS = {"." + ext.lower() for ext in sf.available_formats()} | {".ogg", ".oga", ".opus", ".mp3"}
 

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
-import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-MAX_THREADS = 4 * (os.cpu_count() or 1)  # threads or processes: more only slows a run down
-Number = TypeVar("Number", int, float)
+from realtime.errors import EXIT_USAGE, AudioError
 
 # Packages that only some commands need, and the extra that installs each.
 OPTIONAL_MODULES = {
@@ -42,26 +37,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"denoise: {message} (see {self.prog} --help)\n")
 
 
-def bounded(
-    kind: Callable[[str], Number], low: float, high: float | None = None, *, open_low: bool = False
-) -> Callable[[str], Number]:
-    """An argparse `type`: a finite `kind` (int or float) from `low` (excluded if `open_low`) to `high`."""
-    name = "an integer" if kind is int else "a finite number"
-    wanted = f"{name} {'>' if open_low else '>='} {low:g}" if high is None else f"{name} from {low:g} to {high:g}"
-
-    def parse(text: str) -> Number:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        too_low = value <= low if open_low else value < low
-        if not math.isfinite(value) or too_low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-        return value
-
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="denoise", description="Real-time speech denoising (causal Conv-TasNet).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -83,7 +58,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(exc: Exception) -> int:
     """One line for errors users can cause; a traceback only for genuine bugs."""
-    from realtime.audio_io import AudioError
 
     # OSError: missing or unwritable paths, a full disk, I/O errors: the machine's state, not a bug
     known: tuple[type[Exception], ...] = (AudioError, OSError, ValueError)

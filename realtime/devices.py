@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
-from realtime.audio_io import AudioError
+from realtime.errors import AudioError
 
 Kind = Literal["input", "output"]
 

@@ -19,7 +19,7 @@ from collections import deque
 import numpy as np
 import onnxruntime as ort
 
-from realtime.audio_io import AudioError
+from realtime.errors import AudioError
 from realtime.model_file import CHUNK, DECODER_TAIL, ModelInfo, check_graph, load_model_info
 
 MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from realtime.cli import EXIT_FAILED, EXIT_OK, MAX_THREADS, bounded
+from realtime.errors import EXIT_FAILED, EXIT_OK
+from realtime.options import MAX_THREADS, bounded
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from realtime.cli import EXIT_OK, bounded
+from realtime.errors import EXIT_OK
+from realtime.options import bounded
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from realtime.audio_io import AudioError, atomic_output
+from realtime.audio_io import atomic_output
+from realtime.errors import AudioError
 from realtime.live import set_realtime
 from realtime.ring import RingBuffer
 

@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from realtime.audio_io import AudioError
 from realtime.devices import Device, abandon_portaudio, portaudio, resolve_device
 from realtime.engine import Denoiser
+from realtime.errors import AudioError
 from realtime.keys import Keys
 from realtime.live import Bridge, Chain, realtime_thread
 from realtime.live_record import Recorder

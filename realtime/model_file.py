@@ -19,7 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from realtime.audio_io import AudioError, atomic_output
+from realtime.audio_io import atomic_output
+from realtime.errors import AudioError
 
 FORMAT = "rtdenoise-onnx/1"
 MAX_STATE_VALUES = 1 << 24  # per channel, all state tensors together (64 MiB of float32); the models hold ~0.1 M

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 from helpers import assert_clean_failure, run_cli, write_tone_noise
 
-from realtime.audio_io import AudioError
+from realtime.errors import AudioError
 from training.corpus import load_corpus, split_corpus
 from training.mixing import MixConfig, Mixer, rms
 from training.paired import PairedCorpus, layout_pairs, match_pairs

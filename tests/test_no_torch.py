@@ -81,3 +81,13 @@ def test_dependencies_point_one_way(package: str) -> None:
     """realtime <- model <- training <- benchmarks: no package imports one above it, even lazily."""
     above = set(LAYERS[LAYERS.index(package) + 1 :])
     assert imports_of(RUNTIME.parent / package, above) == []
+
+
+@pytest.mark.parametrize("leaf", ["errors.py", "options.py", "model_file.py"])
+def test_shared_leaves_import_nothing_above_them(leaf: str) -> None:
+    """Exit codes, the error type and option checks import nothing of the project; the model-file contract only
+    the errors and audio I/O."""
+    allowed = {"model_file.py": {"realtime.errors", "realtime.audio_io"}}.get(leaf, set())
+    tree = ast.parse((RUNTIME / leaf).read_text())
+    project = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {m for m in project if m.split(".")[0] in LAYERS} <= allowed

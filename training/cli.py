@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from model.config import TasNetConfig
-from realtime.cli import EXIT_OK, bounded
+from realtime.errors import EXIT_OK
+from realtime.options import bounded
 from training.config import TrainConfig
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from realtime.audio_io import AudioError, atomic_output, list_audio, read_audio
+from realtime.audio_io import atomic_output, list_audio, read_audio
+from realtime.errors import AudioError
 
 CACHE_DIR = Path(os.environ.get("RTDENOISE_CACHE", Path.home() / ".cache" / "rtdenoise"))
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from realtime.audio_io import AudioError, atomic_output, write_audio
+from realtime.audio_io import atomic_output, write_audio
+from realtime.errors import AudioError
 from training.corpus import load_corpus
 from training.mixing import MixConfig, Mixer
 from training.paired import CLEAN_DIR, NOISY_DIR

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.audio_io import AudioError
+from realtime.errors import AudioError
 from training import augment
 from training.corpus import Corpus
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.audio_io import AudioError, list_audio, read_audio
+from realtime.audio_io import list_audio, read_audio
+from realtime.errors import AudioError
 
 CLEAN_DIR, NOISY_DIR = "voice_origin", "denoising"
 
