@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dry", type=bounded(float, 0, 1), default=0.0, help="share of the input mixed into the output (0..1)"
     )
     p.add_argument("--threads", type=bounded(int, 1, MAX_THREADS), default=1, help="onnxruntime threads (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", action="store_true", help="no progress bar")
+    shown.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
     p.set_defaults(run=run)
 
 
@@ -39,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(args.model, args.block_size, args.threads, args.dry, args.atten_lim_db)
     plan = plan_jobs(args.inputs, args.output)
     with interrupt_on_signals():  # SIGTERM as Ctrl-C: temporary files removed, the summary printed
-        failures = denoise_files(plan.jobs, settings, args.sample_rate, not args.quiet, plan.failed)
+        show = False if args.quiet else True if args.progress else None  # None: only on a terminal
+        failures = denoise_files(plan.jobs, settings, args.sample_rate, show, plan.failed)
     return EXIT_FAILED if failures else EXIT_OK

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -232,15 +233,35 @@ def denoise_file(
     return proc.frames_in / info.samplerate, proc.nonfinite
 
 
+class Advance:
+    """Moves the progress bar through one file, never past the duration its header gave (a decoder may deliver
+    a little more), and takes what a failed file did not do off the bar's total, so the ETA stays true."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar, self.expected, self.done = bar, 0.0, 0.0
+
+    def __call__(self, seconds: float) -> None:
+        step = max(0.0, min(seconds, self.expected - self.done))
+        self.done += step
+        self.bar.update(step)
+
+    def give_up(self) -> None:
+        if self.bar.total is not None:
+            self.bar.total = max(self.bar.n, self.bar.total - (self.expected - self.done))
+            self.bar.refresh()
+
+
 def denoise_files(
     jobs: Iterable[Job],
     settings: Settings,
     sample_rate: int | None,
-    show_progress: bool = True,
+    show_progress: bool | None = None,
     failed: Sequence[str] = (),
 ) -> int:
     """Run every job, naming each failure on stderr (and each of `failed`: inputs that could not be planned);
-    returns the number of failures. The summary line comes even when the run is interrupted."""
+    returns the number of failures. The summary line comes even when the run is interrupted.
+
+    show_progress None: a progress bar only when stderr is a terminal (a log gets the messages alone)."""
     from tqdm import tqdm
 
     jobs = list(jobs)
@@ -263,15 +284,17 @@ def denoise_files(
             unit="s",
             unit_scale=False,
             desc="denoising",
-            disable=not show_progress,
+            disable=not (sys.stderr.isatty() if show_progress is None else show_progress),
             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
         ) as bar:
             for job in jobs:
+                advance = Advance(bar)
                 try:
                     info = audio_info(job.source)
+                    advance.expected = info.frames / info.samplerate
                     if info.channels not in engines:
                         engines[info.channels] = make_engine(settings, info.channels)
-                    dur, bad = denoise_file(job, settings, sample_rate, engines[info.channels], bar.update)
+                    dur, bad = denoise_file(job, settings, sample_rate, engines[info.channels], advance)
                     seconds += dur
                     done += 1
                     if bad:
@@ -286,6 +309,7 @@ def denoise_files(
                         )
                 except (AudioError, ValueError, OSError) as exc:
                     failures += 1
+                    advance.give_up()
                     tqdm.write(f"error: {exc}", file=sys.stderr)
     finally:
         elapsed = time.perf_counter() - start

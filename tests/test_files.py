@@ -129,6 +129,23 @@ def test_one_bad_file_among_good_ones_exits_1_and_names_it(tmp_path) -> None:
     assert not (tmp_path / "out" / "bad.wav").exists()
 
 
+def test_a_log_gets_one_line_per_failed_input_and_no_progress_bar(tmp_path) -> None:
+    """stderr that is not a terminal (a log, CI) gets the messages alone; --progress asks for the bar anyway,
+    which never runs past its total (no clamping warning, no negative ETA)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.wav", "c.ogg"):
+        write_tone_noise(src / name, seconds=2.5)
+    (src / "b.wav").write_bytes(b"this is not a wav file at all")
+    result = run_cli("file", src, "-o", tmp_path / "out")
+    assert result.code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "b.wav" in lines[0] and lines[1].startswith("denoised 2 of 3 files"), lines
+    shown = run_cli("file", src, "-o", tmp_path / "again", "--progress")
+    assert "denoising" in shown.stderr and "100%" in shown.stderr
+    assert "TqdmWarning" not in shown.stderr and "<-" not in shown.stderr
+
+
 @pytest.mark.parametrize("args", [["--block-size", "0"], ["--dry", "2"], ["--sample-rate", "5"]])
 def test_bad_options_are_usage_errors(tmp_path, args: list[str]) -> None:
     src = tmp_path / "in.wav"
