@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,7 +80,14 @@ def load_corpus(folders: Sequence[str | os.PathLike], sample_rate: int = 16000, 
     clips, kept = [], []
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # libsndfile and soxr release the GIL
         decoded = pool.map(decode, paths)
-        for i, audio in enumerate(tqdm(decoded, total=len(paths), desc=f"decoding {desc}", unit="file")):
+        bar = tqdm(
+            decoded,
+            total=len(paths),
+            desc=f"decoding {desc}",
+            unit="file",
+            mininterval=1 if sys.stderr.isatty() else 30,
+        )
+        for i, audio in enumerate(bar):
             if isinstance(audio, AudioError):
                 tqdm.write(f"skipped {audio}")
                 continue
