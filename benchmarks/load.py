@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from benchmarks.report import write_section
 from realtime import denoise
 from realtime.audio_io import read_audio
 from realtime.model_file import default_model_path
@@ -42,13 +43,15 @@ QUARTERS = (0.25, 0.5, 0.75, 1.0)
 
 @dataclass
 class Load:
-    """One `denoise file` run: `count` files of `seconds` each at `rate` Hz with `channels` channels."""
+    """One `denoise file` run: `count` files of `seconds` each at `rate` Hz with `channels` channels, denoised
+    `jobs` at a time."""
 
     name: str
     seconds: float
     rate: int
     channels: int
     count: int = 1
+    jobs: int = 1
 
 
 @dataclass
@@ -114,6 +117,7 @@ def _rss_mb(pid: int) -> float | None:
 def measure(load: Load, source: Path, out: Path) -> Result:
     """Run `denoise file` under /usr/bin/time -v, sampling the denoiser's RSS every second."""
     argv = [sys.executable, "-m", "realtime.cli", "file", str(source), "-o", str(out), "--quiet"]
+    argv += ["--jobs", str(load.jobs)]
     proc = subprocess.Popen([TIME, "-v", *argv], stderr=subprocess.PIPE, text=True, cwd=source.parent)
     start, samples = time.monotonic(), []
     while proc.poll() is None:
@@ -133,7 +137,7 @@ def measure(load: Load, source: Path, out: Path) -> Result:
 
     wall = sum(float(p) * 60**i for i, p in enumerate(reversed(field_of("Elapsed (wall clock) time").split(":"))))
     cpu = float(field_of("User time (seconds)")) + float(field_of("System time (seconds)"))
-    command = f"/usr/bin/time -v denoise file {source.name} -o {out.name} --quiet"
+    command = f"/usr/bin/time -v denoise file {source.name} -o {out.name} --quiet --jobs {load.jobs}"
     rss = int(field_of("Maximum resident set size (kbytes)")) / 1024
     return Result(load, command, rss, wall, cpu, samples)
 
@@ -169,12 +173,17 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds / 60:.3g} min" if seconds >= 60 else f"{seconds:.3g} s"
 
 
-def report(results: list[Result], scale: float, load_before: str) -> str:
-    command = "denoise bench load" + (f" --scale {scale:g}" if scale != 1 else "")
+TITLE = "Load: long files and many files"
+
+
+def report(results: list[Result], scale: float, load_before: str, only: str | None = None) -> str:
+    command = (
+        "denoise bench load" + (f" --scale {scale:g}" if scale != 1 else "") + (f" --only '{only}'" if only else "")
+    )
     cores = os.cpu_count()
     load_avg = _load_average()
     lines = [
-        "# Load: long files and many files",
+        f"# {TITLE}",
         "",
         f"Command: `{command}`  ",
         f"Date: {time.strftime('%Y-%m-%d')}; {platform.machine()}, {cores} cores; load average (1, 5, 15 min) "
@@ -227,6 +236,7 @@ LOADS = [
     Load("16 kHz mono, 2 hours", 7200, 16000, 1),
     Load("10 files of 2 s, 16 kHz mono (baseline)", 2, 16000, 1, 10),
     Load("1,000 files of 2 s, 16 kHz mono", 2, 16000, 1, 1000),
+    Load("1,000 files of 2 s, 16 kHz mono, --jobs 2", 2, 16000, 1, 1000, jobs=2),
 ]
 
 
@@ -245,6 +255,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--work", type=Path, help="folder for the inputs and outputs (default: a temporary one)")
     p.add_argument("--scale", type=float, default=1.0, help="scale every duration and count (rehearsal)")
+    p.add_argument("--only", help="run only the loads whose name contains this")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/load.md")
     p.set_defaults(run=run)
 
@@ -255,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{TIME} is missing: apt-get install time")
     results, load_before = [], _load_average()
     try:
-        for load in (scaled(load, args.scale) for load in LOADS):
+        for load in (scaled(load, args.scale) for load in LOADS if args.only is None or args.only in load.name):
             folder = work / re.sub(r"\W+", "-", load.name).strip("-")
             folder.mkdir(parents=True)
             source = make_inputs(load, folder)
@@ -269,6 +280,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    args.out.write_text(report(results, args.scale, load_before))
+    text = report(results, args.scale, load_before, args.only)
+    if args.only:  # a partial run: its own section, the full run's table stays
+        write_section(args.out, f"Partial run: the loads named '{args.only}'", text.splitlines()[2:], TITLE)
+    else:
+        args.out.write_text(text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

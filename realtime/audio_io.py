@@ -18,6 +18,7 @@ import soundfile as sf
 import soxr
 
 from realtime.errors import AudioError
+from realtime.signals import DeferredInterrupts
 
 AUDIO_EXTENSIONS = {"." + ext.lower() for ext in sf.available_formats()} | {".ogg", ".oga", ".opus", ".mp3"}
 
@@ -151,18 +152,24 @@ def atomic_output(path: str | os.PathLike, protect: tuple[Path, ...] = ()) -> It
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise AudioError(f"{folder}: output folder does not exist")
+    tmp: Path | None = None
+    deferred = DeferredInterrupts()  # a Ctrl-C or SIGTERM in between would leave the temporary file behind
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise AudioError(f"{folder}: cannot write here ({exc.strerror})") from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
-    try:
+        deferred.start()
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+        except OSError as exc:
+            raise AudioError(f"{folder}: cannot write here ({exc.strerror})") from None
+        tmp = Path(tmp_name)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
+        deferred.stop()  # one that came meanwhile is raised here, where the cleanup knows the file
         yield tmp
         os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        deferred.stop()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def write_frames(dst: sf.SoundFile, data: np.ndarray, target: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from realtime.errors import EXIT_FAILED, EXIT_OK
 from realtime.options import MAX_THREADS, bounded
@@ -28,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dry", type=bounded(float, 0, 1), default=0.0, help="share of the input mixed into the output (0..1)"
     )
     p.add_argument("--threads", type=bounded(int, 1, MAX_THREADS), default=1, help="onnxruntime threads (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=bounded(int, 1, MAX_THREADS),
+        default=os.cpu_count() or 1,
+        help="files denoised at once, each in its own process (default: the cores)",
+    )
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--quiet", action="store_true", help="no progress bar")
     shown.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
@@ -42,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_jobs(args.inputs, args.output)
     with interrupt_on_signals():  # SIGTERM as Ctrl-C: temporary files removed, the summary printed
         show = False if args.quiet else True if args.progress else None  # None: only on a terminal
-        failures = denoise_files(plan.jobs, settings, args.sample_rate, show, plan.failed)
+        failures = denoise_files(plan.jobs, settings, args.sample_rate, show, plan.failed, args.jobs)
     return EXIT_FAILED if failures else EXIT_OK

@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,8 +237,8 @@ class Advance:
     """Moves the progress bar through one file, never past the duration its header gave (a decoder may deliver
     a little more), and takes what a failed file did not do off the bar's total, so the ETA stays true."""
 
-    def __init__(self, bar: Any) -> None:
-        self.bar, self.expected, self.done = bar, 0.0, 0.0
+    def __init__(self, bar: Any, expected: float) -> None:
+        self.bar, self.expected, self.done = bar, expected, 0.0
 
     def __call__(self, seconds: float) -> None:
         step = max(0.0, min(seconds, self.expected - self.done))
@@ -251,17 +251,77 @@ class Advance:
             self.bar.refresh()
 
 
+@dataclass
+class Outcome:
+    """What became of one job: seconds of audio denoised (None: it failed) and its messages for stderr."""
+
+    seconds: float | None
+    messages: list[str]
+
+
+def run_job(
+    job: Job,
+    settings: Settings,
+    sample_rate: int | None,
+    engines: dict[int, Denoiser],
+    progress: Callable[[float], None] | None = None,
+) -> Outcome:
+    """One job with an engine per channel count from `engines` (made on first need); never raises for bad input."""
+    try:
+        info = audio_info(job.source)
+        if info.channels not in engines:
+            engines[info.channels] = make_engine(settings, info.channels)
+        dur, bad = denoise_file(job, settings, sample_rate, engines[info.channels], progress)
+    except (AudioError, ValueError, OSError) as exc:
+        return Outcome(None, [f"error: {exc}"])
+    messages = [f"warning: {job.source}: {bad} NaN/infinite samples replaced by silence"] if bad else []
+    if is_truncated(info):
+        messages.append(
+            f"warning: {job.source}: shorter than its header says (truncated?); denoised the {dur:.2f} s it holds"
+        )
+    return Outcome(dur, messages)
+
+
+_worker: dict[str, Any] = {}  # a --jobs worker process's settings, engines, and whether a job is running
+
+
+def _start_worker(settings: Settings, sample_rate: int | None) -> None:
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or the pool stopping
+        signal.signal(s, _stop_worker)
+    _worker.update(settings=settings, sample_rate=sample_rate, engines={}, busy=False)
+
+
+def _stop_worker(signum: int, frame: Any) -> None:
+    if _worker["busy"]:
+        raise KeyboardInterrupt  # unwinds the job: its output's temporary file is removed
+    os._exit(130)
+
+
+def _run_in_worker(job: Job) -> Outcome:
+    _worker["busy"] = True
+    try:
+        outcome = run_job(job, _worker["settings"], _worker["sample_rate"], _worker["engines"])
+        _worker["busy"] = False
+    except KeyboardInterrupt:
+        os._exit(130)  # cleaned up; quietly, where the pool would print a traceback
+    return outcome
+
+
 def denoise_files(
     jobs: Iterable[Job],
     settings: Settings,
     sample_rate: int | None,
     show_progress: bool | None = None,
     failed: Sequence[str] = (),
+    processes: int = 1,
 ) -> int:
     """Run every job, naming each failure on stderr (and each of `failed`: inputs that could not be planned);
     returns the number of failures. The summary line comes even when the run is interrupted.
 
-    show_progress None: a progress bar only when stderr is a terminal (a log gets the messages alone)."""
+    show_progress None: a progress bar only when stderr is a terminal (a log gets the messages alone).
+    processes > 1: that many worker processes, each with its own engines; messages still come in job order."""
     from tqdm import tqdm
 
     jobs = list(jobs)
@@ -269,48 +329,33 @@ def denoise_files(
         print(f"error: {message}", file=sys.stderr)
     for stale in remove_stale_temps([job.target for job in jobs]):
         print(f"removed {stale}: left by an interrupted run", file=sys.stderr)
-    total = 0.0
+    expected = []
     for job in jobs:
         try:
             info = audio_info(job.source)
-            total += info.frames / info.samplerate
+            expected.append(info.frames / info.samplerate)
         except AudioError:
-            pass
-    engines = {1: make_engine(settings)}
+            expected.append(0.0)
     failures, seconds, done, start = len(failed), 0.0, 0, time.perf_counter()
+    processes = max(1, min(processes, len(jobs)))
     try:
         with tqdm(
-            total=total,
+            total=sum(expected),
             unit="s",
             unit_scale=False,
             desc="denoising",
             disable=not (sys.stderr.isatty() if show_progress is None else show_progress),
             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
         ) as bar:
-            for job in jobs:
-                advance = Advance(bar)
-                try:
-                    info = audio_info(job.source)
-                    advance.expected = info.frames / info.samplerate
-                    if info.channels not in engines:
-                        engines[info.channels] = make_engine(settings, info.channels)
-                    dur, bad = denoise_file(job, settings, sample_rate, engines[info.channels], advance)
-                    seconds += dur
-                    done += 1
-                    if bad:
-                        tqdm.write(
-                            f"warning: {job.source}: {bad} NaN/infinite samples replaced by silence", file=sys.stderr
-                        )
-                    if is_truncated(info):
-                        tqdm.write(
-                            f"warning: {job.source}: shorter than its header says (truncated?); "
-                            f"denoised the {dur:.2f} s it holds",
-                            file=sys.stderr,
-                        )
-                except (AudioError, ValueError, OSError) as exc:
+            for outcome, advance in _outcomes(jobs, expected, settings, sample_rate, processes, bar):
+                if outcome.seconds is None:
                     failures += 1
                     advance.give_up()
-                    tqdm.write(f"error: {exc}", file=sys.stderr)
+                else:
+                    seconds += outcome.seconds
+                    done += 1
+                for message in outcome.messages:
+                    tqdm.write(message, file=sys.stderr)
     finally:
         elapsed = time.perf_counter() - start
         speed = f", {seconds / elapsed:.1f}x real time" if elapsed > 0 and seconds else ""
@@ -319,3 +364,37 @@ def denoise_files(
             file=sys.stderr,
         )
     return failures
+
+
+def _outcomes(
+    jobs: list[Job],
+    expected: list[float],
+    settings: Settings,
+    sample_rate: int | None,
+    processes: int,
+    bar: Any,
+) -> Iterator[tuple[Outcome, Advance]]:
+    """Each job's outcome in job order, with the bar's advance for it: here chunk by chunk, or from worker
+    processes file by file."""
+    if processes == 1:
+        engines = {1: make_engine(settings)}
+        for job, seconds in zip(jobs, expected):
+            advance = Advance(bar, seconds)
+            yield run_job(job, settings, sample_rate, engines, advance), advance
+        return
+    import multiprocessing
+
+    # spawned, not forked: this process may hold threads (tqdm's monitor) that a fork would copy mid-state
+    pool = multiprocessing.get_context("spawn").Pool(processes, _start_worker, (settings, sample_rate))
+    try:
+        for outcome, seconds in zip(pool.imap(_run_in_worker, jobs), expected):
+            advance = Advance(bar, seconds)
+            if outcome.seconds is not None:
+                advance(seconds)
+            yield outcome, advance
+        pool.close()
+    except BaseException:
+        pool.terminate()  # SIGTERM: each worker removes the temporary file of the output it was writing
+        raise
+    finally:
+        pool.join()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,3 +32,30 @@ def interrupt_on_signals() -> contextlib.AbstractContextManager[None]:
 
 def signals_ignored() -> contextlib.AbstractContextManager[None]:
     return handling((signal.SIGINT, signal.SIGTERM), signal.SIG_IGN)
+
+
+class DeferredInterrupts:
+    """Between start() and stop(), SIGINT and SIGTERM are held, then handled at stop() as they would have been.
+
+    For the few steps that create something their cleanup must know of. Signals reach Python handlers in the
+    main thread only, so elsewhere there is nothing to hold."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._pending: list[int] = []
+
+    def start(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {
+                s: signal.signal(s, lambda signum, frame: self._pending.append(signum)) for s in self.SIGNALS
+            }
+
+    def stop(self) -> None:
+        previous, self._previous = self._previous, {}
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        pending, self._pending = self._pending, []
+        for s in pending:
+            signal.raise_signal(s)

@@ -405,7 +405,7 @@ def _missing_among_several(root: Path) -> Case:
 
 
 def _sigterm_mid_write(root: Path) -> Case:
-    case = file_fails(root, tone(root / "long.wav", 30.0), 130, ("interrupted", "denoised 0 of 1 files"))
+    case = file_fails(root, tone(root / "long.wav", 120.0), 130, ("interrupted", "denoised 0 of 1 files"))
 
     def terminate(proc: subprocess.Popen) -> None:
         deadline = time.monotonic() + 300

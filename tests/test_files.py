@@ -146,6 +146,42 @@ def test_a_log_gets_one_line_per_failed_input_and_no_progress_bar(tmp_path) -> N
     assert "TqdmWarning" not in shown.stderr and "<-" not in shown.stderr
 
 
+def test_jobs_in_parallel_write_what_one_process_writes_with_messages_in_order(tmp_path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(5):
+        write_tone_noise(src / f"f{i}.wav", seconds=1.5, seed=i)
+    (src / "f2.wav").write_bytes(b"not audio")  # a failure in the middle
+    one, two = (run_cli("file", src, "-o", tmp_path / f"out{n}", "--jobs", n) for n in ("1", "2"))
+    assert one.code == two.code == 1
+    assert one.stderr.splitlines()[0] == two.stderr.splitlines()[0] and "f2.wav" in two.stderr.splitlines()[0]
+    for i in (0, 1, 3, 4):
+        a, b = (sf.read(tmp_path / f"out{n}" / f"f{i}.wav")[0] for n in ("1", "2"))
+        assert np.array_equal(a, b)
+
+
+def test_sigterm_stops_parallel_jobs_without_leaving_partial_files(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        write_tone_noise(src / f"long{i}.wav", seconds=120, seed=i)
+    cmd = [sys.executable, "-m", "realtime.cli", "file", str(src), "-o", str(tmp_path / "out"), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-2].startswith("denoised "), err  # the summary, then "interrupted"
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(".")]
+    for done in (tmp_path / "out").glob("*.wav"):
+        assert sf.info(str(done)).frames == 120 * 16000  # whatever is there is complete
+
+
 @pytest.mark.parametrize("args", [["--block-size", "0"], ["--dry", "2"], ["--sample-rate", "5"]])
 def test_bad_options_are_usage_errors(tmp_path, args: list[str]) -> None:
     src = tmp_path / "in.wav"
