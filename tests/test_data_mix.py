@@ -149,6 +149,12 @@ def test_reverb_without_impulse_responses_is_a_clear_error(tmp_path, speech_dir,
         TrainingData(config, SR)
     result = run_cli("train", "--speech", speech_dir, "--noise", noise_dir, "--out", tmp_path / "r", "--eq", "1.5")
     assert "--eq 1.5: a probability, from 0 to 1" in assert_clean_failure(result)
+    for weight in ("moodist", "moodist=heavy", "=2", "moodist=inf"):
+        result = run_cli(
+            "train", "--speech", speech_dir, "--noise", noise_dir, "--out", tmp_path / "r", "--source-weight", weight
+        )
+        assert f"--source-weight {weight}: expected NAME=WEIGHT" in assert_clean_failure(result)
+    assert not (tmp_path / "r").exists()
 
 
 def test_the_compressed_spectral_loss_is_zero_only_for_the_target() -> None:
