@@ -16,7 +16,7 @@ from training.config import TrainConfig
 from training.corpus import load_corpus
 from training.data import TrainingData, clip_sources, commercial_only, source_weights
 from training.losses import compressed_spectrum
-from training.mixing import MixConfig, Mixer, rms
+from training.mixing import NO_AUGMENTATION, Augmentation, MixConfig, Mixer, rms
 from training.provenance import training_data
 
 SR = 16000
@@ -88,7 +88,10 @@ def test_sources_are_drawn_by_their_weight(noise_sources, cache_dir, balance, we
 def test_a_run_saved_before_the_data_mix_existed_resumes_with_what_it_did() -> None:
     legacy = TrainConfig.from_dict({"speech": ["s"], "noise": ["n"], "snr_db": [0, 20]})
     assert legacy.speech_balance is None and legacy.noise_balance is None and legacy.allow_non_commercial
-    assert (legacy.eq, legacy.band_limit, legacy.clipping, legacy.reverb) == (0.0, 0.0, 0.0, 0.0)
+    assert legacy.augment == NO_AUGMENTATION == Augmentation(reverb=0.0, eq=0.0, band_limit=0.0, clipping=0.0)
+    flat = {k: v for k, v in legacy.to_dict().items() if k != "augment"}  # as the first augmented run saved it
+    first = TrainConfig.from_dict({**flat, "reverb": 0.3, "eq": 0.3, "clipping": 0.05})
+    assert first.augment == Augmentation(reverb=0.3, eq=0.3, band_limit=0.0, clipping=0.05)
     assert legacy.level_dbfs == MixConfig().level_dbfs
     new = TrainConfig()
     assert TrainConfig.from_dict(new.to_dict()) == new
@@ -120,7 +123,8 @@ def test_simulated_rooms_are_reproducible_and_decay(cache_dir) -> None:
 
 
 def test_band_limits_and_clipping_act_on_the_mixture_as_a_device_would(speech_dir, noise_dir, cache_dir) -> None:
-    config = MixConfig(seconds=1.0, band_limit=1.0, clipping=1.0, overdrive_db=(6.0, 6.0), second_noise=0.0)
+    devices = Augmentation(eq=0.0, band_limit=1.0, clipping=1.0, overdrive_db=(6.0, 6.0))
+    config = MixConfig(seconds=1.0, second_noise=0.0, augment=devices)
     mixer = Mixer(load_corpus([speech_dir]), load_corpus([noise_dir]), config)
     rng = np.random.default_rng(1)
     for _ in range(10):
@@ -136,7 +140,7 @@ def test_band_limits_and_clipping_act_on_the_mixture_as_a_device_would(speech_di
 
 def test_augmented_mixing_is_reproducible_from_the_seed(speech_dir, noise_dir, cache_dir) -> None:
     rirs = augment.simulated_rirs(2, seed=0, sample_rate=SR)
-    config = MixConfig(seconds=1.0, reverb=0.5, eq=0.5, band_limit=0.5, clipping=0.5)
+    config = MixConfig(seconds=1.0, augment=Augmentation(reverb=0.5, eq=0.5, band_limit=0.5, clipping=0.5))
     mixer = Mixer(load_corpus([speech_dir]), load_corpus([noise_dir]), config, rirs=rirs)
     a, b = mixer.batch(6, np.random.default_rng(5)), mixer.batch(6, np.random.default_rng(5))
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
@@ -144,7 +148,9 @@ def test_augmented_mixing_is_reproducible_from_the_seed(speech_dir, noise_dir, c
 
 
 def test_reverb_without_impulse_responses_is_a_clear_error(tmp_path, speech_dir, noise_dir, cache_dir) -> None:
-    config = TrainConfig(speech=[str(speech_dir)], noise=[str(noise_dir)], allow_non_commercial=True, reverb=0.5)
+    config = TrainConfig(
+        speech=[str(speech_dir)], noise=[str(noise_dir)], allow_non_commercial=True, augment=Augmentation(reverb=0.5)
+    )
     with pytest.raises(Exception, match="reverberation needs room impulse responses"):
         TrainingData(config, SR)
     result = run_cli("train", "--speech", speech_dir, "--noise", noise_dir, "--out", tmp_path / "r", "--eq", "1.5")

@@ -9,6 +9,7 @@ from model.config import TasNetConfig
 from realtime.errors import EXIT_OK
 from realtime.options import bounded
 from training.config import TrainConfig
+from training.mixing import Augmentation
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -125,10 +126,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("augmentation (probabilities per mixture)")
     g.add_argument("--rir", nargs="+", default=[], metavar="DIR", help="folders of measured room impulse responses")
     g.add_argument("--simulated-rooms", type=int, default=0, help="shoebox rooms to simulate (pyroomacoustics)")
-    g.add_argument("--reverb", type=float, default=TrainConfig.reverb, help="reverberate the speech")
-    g.add_argument("--eq", type=float, default=TrainConfig.eq, help="random EQ of speech and of noise")
-    g.add_argument("--band-limit", type=float, default=TrainConfig.band_limit, help="a phone or cheap mic's band")
-    g.add_argument("--clipping", type=float, default=TrainConfig.clipping, help="an overdriven, clipped input")
+    a = Augmentation()
+    g.add_argument("--reverb", type=float, default=a.reverb, help="reverberate the speech")
+    g.add_argument("--eq", type=float, default=a.eq, help="random EQ of speech and of noise")
+    g.add_argument("--band-limit", type=float, default=a.band_limit, help="a phone or cheap mic's band")
+    g.add_argument("--clipping", type=float, default=a.clipping, help="an overdriven, clipped input")
     p.add_argument("--val-every", type=int, help=f"validate every N steps (default: {TrainConfig.val_every})")
     p.add_argument("--checkpoint-minutes", type=float, help=f"default: {TrainConfig.checkpoint_minutes:g}")
     p.add_argument("--seed", type=int, default=0)
@@ -175,10 +177,7 @@ def _run_train(args: argparse.Namespace) -> int:
         level_dbfs=tuple(args.level),
         rir=args.rir,
         simulated_rooms=args.simulated_rooms,
-        reverb=args.reverb,
-        eq=args.eq,
-        band_limit=args.band_limit,
-        clipping=args.clipping,
+        augment=Augmentation(reverb=args.reverb, eq=args.eq, band_limit=args.band_limit, clipping=args.clipping),
     )
     train(
         Path(args.out),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from training.mixing import Augmentation
+
 
 @dataclass
 class TrainConfig:
@@ -20,9 +22,9 @@ class TrainConfig:
     Data mix: each documented source (a folder with a SOURCE.txt) is drawn with a weight of its minutes
     to the power `speech_balance` / `noise_balance` (1: by duration; 0: every source equally), times
     `source_weights[name]` where given; within a source, by duration. Non-commercial files are left out
-    unless `allow_non_commercial`. Augmentation (probabilities; see training.augment): reverb with the
-    measured RIRs under `rir` and `simulated_rooms` simulated rooms, eq, band_limit, clipping; speech
-    levels are drawn from `level_dbfs`. spectral_loss: "mrstft" (multi-resolution STFT) or "compressed"
+    unless `allow_non_commercial`. `augment`: probabilities and ranges (training.mixing.Augmentation); its
+    reverb draws from the measured RIRs under `rir` and `simulated_rooms` simulated rooms. Speech levels
+    are drawn from `level_dbfs`. spectral_loss: "mrstft" (multi-resolution STFT) or "compressed"
     (power-law compressed complex and magnitude spectra), added to -SI-SDR with weight `stft_weight`.
     """
 
@@ -56,12 +58,7 @@ class TrainConfig:
     level_dbfs: tuple[float, float] = (-42.0, -12.0)
     rir: list[str] = field(default_factory=list)
     simulated_rooms: int = 0
-    reverb: float = 0.0
-    eq: float = 0.3
-    eq_db: float = 6.0
-    band_limit: float = 0.1
-    clipping: float = 0.05
-    overdrive_db: tuple[float, float] = (1.0, 12.0)
+    augment: Augmentation = field(default_factory=Augmentation)
     spectral_loss: str = "mrstft"
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,9 +68,10 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {**LEGACY, **{k: v for k, v in data.items() if k in known}}
-        for key in ("snr_db", "level_dbfs", "overdrive_db"):
-            if key in values:
-                values[key] = tuple(values[key])
+        for key in ("snr_db", "level_dbfs"):
+            values[key] = tuple(values[key])
+        # nested since its first run, whose checkpoints keep it flat; before that: none
+        values["augment"] = Augmentation.from_dict(data.get("augment", data))
         return cls(**values)
 
 
@@ -84,7 +82,4 @@ LEGACY: dict[str, Any] = {
     "noise_balance": None,
     "allow_non_commercial": True,
     "level_dbfs": (-38.0, -15.0),
-    "eq": 0.0,
-    "band_limit": 0.0,
-    "clipping": 0.0,
 }

@@ -116,12 +116,7 @@ class TrainingData:
                 snr_db=config.snr_db,
                 level_dbfs=config.level_dbfs,
                 sample_rate=sample_rate,
-                reverb=config.reverb,
-                eq=config.eq,
-                eq_db=config.eq_db,
-                band_limit=config.band_limit,
-                clipping=config.clipping,
-                overdrive_db=config.overdrive_db,
+                augment=config.augment,
             )
             self.sources.append(Mixer(speech_train, noise_train, mix, speech_w, noise_w, rirs))
             if len(speech_val) and len(noise_val):

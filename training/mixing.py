@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +15,35 @@ SILENCE_RMS = 1e-5
 
 
 @dataclass(frozen=True)
+class Augmentation:
+    """Probabilities per mixture (see `training.augment`): reverb (needs an RIR bank), eq (a random EQ of up to
+    ±eq_db, drawn for speech and for noise apart), band_limit (a device's band), clipping (the mixture driven
+    overdrive_db above full scale). The defaults are what a new run gets; NO_AUGMENTATION turns all off."""
+
+    reverb: float = 0.0
+    eq: float = 0.3
+    eq_db: float = 6.0
+    band_limit: float = 0.1
+    clipping: float = 0.05
+    overdrive_db: tuple[float, float] = (1.0, 12.0)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Augmentation:
+        values = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
+        if "overdrive_db" in values:
+            values["overdrive_db"] = tuple(values["overdrive_db"])
+        return replace(NO_AUGMENTATION, **values)
+
+
+NO_AUGMENTATION = Augmentation(eq=0.0, band_limit=0.0, clipping=0.0)
+
+
+@dataclass(frozen=True)
 class MixConfig:
     """How training mixtures are drawn.
 
     snr_db: uniform SNR range; level_dbfs: uniform speech RMS level range; second_noise: probability
     of adding a second noise source (at its own SNR); peak: mixtures are scaled down to this peak.
-    Augmentation probabilities (see `training.augment`): reverb (needs an RIR bank), eq (a random EQ of
-    up to ±eq_db, drawn for speech and for noise apart), band_limit (a device's band), clipping (the
-    mixture driven overdrive_db above full scale).
     """
 
     seconds: float = 2.0
@@ -31,12 +52,7 @@ class MixConfig:
     second_noise: float = 0.3
     peak: float = 0.99
     sample_rate: int = 16000
-    reverb: float = 0.0
-    eq: float = 0.0
-    eq_db: float = 6.0
-    band_limit: float = 0.0
-    clipping: float = 0.0
-    overdrive_db: tuple[float, float] = (1.0, 12.0)
+    augment: Augmentation = NO_AUGMENTATION
 
 
 def rms(x: np.ndarray) -> float:
@@ -108,7 +124,7 @@ class Mixer:
     """Draws (noisy, clean) pairs from a speech and a noise corpus.
 
     speech_weights/noise_weights: a sampling weight per clip (None: every clip equally often); rirs: the
-    reverberation bank (trimmed, see `augment.trim_rir`), needed when `config.reverb` > 0."""
+    reverberation bank (trimmed, see `augment.trim_rir`), needed when `config.augment.reverb` > 0."""
 
     def __init__(
         self,
@@ -127,7 +143,7 @@ class Mixer:
                 "clip is silent"
             )
         self.rirs = rirs or []
-        if config.reverb > 0 and not self.rirs:
+        if config.augment.reverb > 0 and not self.rirs:
             raise AudioError("reverberation needs room impulse responses: give --rir folders or --simulated-rooms")
         self.speech, self.noise, self.config = speech, noise, config
         self.draw_speech = ClipSampler(len(speech), None if speech_weights is None else speech_weights[speech_ok])
@@ -139,7 +155,7 @@ class Mixer:
 
         Each augmentation draws from `rng` only when it is enabled, so a config without any draws the
         same mixtures as before augmentation existed."""
-        c = self.config
+        c, a = self.config, self.config.augment
         clean = np.zeros(self.length, np.float32)
         index = 0
         for _ in range(10):  # avoid crops of pure silence
@@ -148,10 +164,10 @@ class Mixer:
             if rms(clean) > 1e-4:
                 break
         wet = clean
-        if c.reverb and rng.random() < c.reverb:
+        if a.reverb and rng.random() < a.reverb:
             wet, clean = augment.reverberate(clean, self.rirs[int(rng.integers(len(self.rirs)))], c.sample_rate)
-        if c.eq and rng.random() < c.eq:
-            gains = augment.random_eq(self.length, c.eq_db, c.sample_rate, rng)
+        if a.eq and rng.random() < a.eq:
+            gains = augment.random_eq(self.length, a.eq_db, c.sample_rate, rng)
             wet, clean = augment.colour(wet, gains), augment.colour(clean, gains)
         gain = 10 ** (rng.uniform(*c.level_dbfs) / 20) / rms(clean)
         wet, clean = wet * gain, clean * gain
@@ -161,10 +177,10 @@ class Mixer:
         if rng.random() < c.second_noise:
             noise = noise + self._scaled_noise(wet, float(rng.uniform(*c.snr_db)), rng, used)
         noisy = wet + noise
-        if c.band_limit and rng.random() < c.band_limit:
+        if a.band_limit and rng.random() < a.band_limit:
             noisy, clean = augment.band_limit([noisy, clean], c.sample_rate, rng)
-        if c.clipping and rng.random() < c.clipping:
-            noisy, drive = augment.clip(noisy, c.overdrive_db, rng)
+        if a.clipping and rng.random() < a.clipping:
+            noisy, drive = augment.clip(noisy, a.overdrive_db, rng)
             clean = clean * drive
         peak = float(np.max(np.abs(noisy)))
         if peak > c.peak:
@@ -175,10 +191,10 @@ class Mixer:
         self, speech: np.ndarray, snr_db: float, rng: np.random.Generator, used: list[Path]
     ) -> np.ndarray:
         """Noise at `snr_db` below `speech` (what the microphone hears of the talker), coloured if enabled."""
-        c = self.config
+        a = self.config.augment
         noise = noise_segment(self.noise, self.length, rng, used, self.draw_noise)
-        if c.eq and rng.random() < c.eq:
-            noise = augment.colour(noise, augment.random_eq(self.length, c.eq_db, c.sample_rate, rng))
+        if a.eq and rng.random() < a.eq:
+            noise = augment.colour(noise, augment.random_eq(self.length, a.eq_db, self.config.sample_rate, rng))
         return noise * (rms(speech) / (rms(noise) * 10 ** (snr_db / 20)))
 
     def batch(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
