@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
@@ -36,6 +37,16 @@ def open_session(info: ModelInfo, threads: int = 1) -> ort.InferenceSession:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(f"{info.path}: cannot load the model ({first})") from None
+
+
+@dataclass
+class _Slot:
+    """One IO binding of the session: it reads `state` and `chunk`, and writes `out` and the next state."""
+
+    binding: ort.IOBinding
+    state: dict[str, np.ndarray]
+    chunk: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
+    out: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
 
 
 class Denoiser:
@@ -78,6 +89,7 @@ class Denoiser:
         self._last_flat = channels == 1
         self.compute_times: deque[float] = deque(maxlen=100_000)
         self.nonfinite_blocks = 0
+        self._bind()
         self.reset()
 
     # -- latency ---------------------------------------------------------------------------------------
@@ -105,32 +117,68 @@ class Denoiser:
     # -- streaming -------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all history: the next `feed` starts a new stream."""
-        self._state = {
-            name: np.zeros([self.channels, *shape[1:]], np.float32) for name, shape in self.info.state_shapes.items()
-        }
+        for slot in self._slots:
+            for value in slot.state.values():
+                value.fill(0.0)
+        self._slot = 0
         self._pending = np.zeros((0, self.channels), np.float32)
         self._out = np.zeros((self.buffering_latency, self.channels), np.float32)
         self._dry_line = np.zeros((self.latency, self.channels), np.float32)
         self._samples_in = 0
 
+    def _bind(self) -> None:
+        """Bind the session to preallocated arrays, so that a run allocates nothing: slot i reads the state from
+        set i and writes the next state into set 1 - i, and the slots alternate run by run; a slot's chunk and
+        output arrays are replaced (and rebound) only when the samples per run change."""
+        sets = [
+            {name: np.zeros([self.channels, *shape[1:]], np.float32) for name, shape in self.info.state_shapes.items()}
+            for _ in range(2)
+        ]
+        outputs = [o.name for o in self.session.get_outputs()]  # the output, then the state in the inputs' order
+        self._output_name = outputs[0]
+        self._slots = []
+        for i in range(2):
+            binding = self.session.io_binding()
+            for name, output in zip(sets[i], outputs[1:]):
+                binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(sets[i][name]))
+                binding.bind_ortvalue_output(output, ort.OrtValue.ortvalue_from_numpy(sets[1 - i][name]))
+            self._slots.append(_Slot(binding, sets[i]))
+
+    @property
+    def _state(self) -> dict[str, np.ndarray]:
+        """The state the next run reads."""
+        return self._slots[self._slot].state
+
+    def _next_slot(self, samples: int) -> _Slot:
+        """The slot for the next run, its chunk and output `samples` long."""
+        slot = self._slots[self._slot]
+        if slot.chunk.shape[1] != samples:
+            slot.chunk = np.empty((self.channels, samples), np.float32)
+            slot.out = np.empty_like(slot.chunk)
+            slot.binding.bind_ortvalue_input("chunk", ort.OrtValue.ortvalue_from_numpy(slot.chunk))
+            slot.binding.bind_ortvalue_output(self._output_name, ort.OrtValue.ortvalue_from_numpy(slot.out))
+        return slot
+
     def _run(self, hops: np.ndarray) -> np.ndarray:
         """Model on (k*hop, channels) -> (k*hop, channels) delayed output, advancing the state."""
-        pieces = []
+        result = np.empty_like(hops)
         step = MAX_HOPS_PER_RUN * self.hop
         for start in range(0, len(hops), step):
-            chunk = np.ascontiguousarray(hops[start : start + step].T)
+            piece = hops[start : start + step]
+            slot = self._next_slot(len(piece))
+            slot.chunk[...] = piece.T
             t0 = time.perf_counter()
-            out, *state = self.session.run(None, {"chunk": chunk, **self._state})
+            self.session.run_with_iobinding(slot.binding)
             self.compute_times.append(time.perf_counter() - t0)
             # the output alone is checked (the state is 60x larger, and checking it cost ~0.1 ms a run):
             # a non-finite state reaches the output of the next run at the latest, and is reset there
-            if not np.isfinite(out).all():
-                self.reset_state()
-                out = np.zeros_like(out)
+            if np.isfinite(slot.out).all():
+                result[start : start + len(piece)] = slot.out.T
+                self._slot ^= 1
             else:
-                self._state = dict(zip(self._state, state))
-            pieces.append(out.T)
-        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+                self.reset_state()
+                result[start : start + len(piece)] = 0.0
+        return result
 
     def reset_state(self) -> None:
         """Zero the model state only (recovery path; buffers and latency are kept)."""
