@@ -26,12 +26,16 @@ from realtime.model_file import ModelInfo, load_model_info
 MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)
 
 
-def open_session(info: ModelInfo, threads: int = 1) -> ort.InferenceSession:
-    """An onnxruntime CPU session for the model, single-threaded by default (predictable latency)."""
+def open_session(info: ModelInfo, threads: int = 1, profile_prefix: str | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session for the model, single-threaded by default (predictable latency);
+    `profile_prefix`: record onnxruntime's profile (see `end_profiling`) in a file with that prefix."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     try:
         return ort.InferenceSession(str(info.path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
