@@ -2,16 +2,20 @@
 
 Each system runs in a fresh process (so its peak memory is its own), one thread, fed the same audio block by
 block as a live stream would be; each `feed` is timed. Also: our model's parameters and MACs per second of
-audio, and training throughput when torch is installed. The headline is issue 4's check: our engine against
-RNNoise (pyrnnoise, its resampling included) at 160-sample blocks, measured in the same run.
+audio, a profile of our engine at one hop per run (onnxruntime's kernel time by op type, session run against
+the rest of `feed`), and training throughput when torch is installed. The headline is issue 4's check: our
+engine against RNNoise (pyrnnoise, its resampling included) at 160-sample blocks, measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,7 @@ from realtime.model_file import default_model_path, load_model_info
 
 BLOCKS = (16, 32, 64, 128, 160, 256, 512, 1024)
 WARMUP_SECONDS = 1.0
+PROFILE_RUNS = 1000  # profiled model runs at one hop each (the profiler slows each run ~10x)
 HEADLINE_BLOCK, OURS, BASELINE = 160, "ours_stream", "rnnoise"
 STREAMING_KEYS = tuple(s.key for s in SYSTEMS if s.streaming)
 INPUT = default_model_path().parent / "example_noisy.flac"
@@ -34,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "speed",
         help="streaming speed (RTF, compute per block) of ours and the streaming peers",
         description="Single-thread real-time factor and compute time per block (p50/p99/max) for each block "
-        "size, peak memory per system, our model's parameters and MACs/s, training throughput (with torch); "
-        "writes speed.md, speed.json and a plot.",
+        "size, peak memory per system, our model's parameters and MACs/s, a profile of our engine by op type, "
+        "training throughput (with torch); writes speed.md, speed.json and a plot.",
     )
     p.add_argument("--input", type=Path, default=INPUT, help="audio to stream (default: the shipped example)")
     p.add_argument("--seconds", type=float, default=10.0, help="loop the input to this length (default 10)")
@@ -71,6 +76,47 @@ def time_stream(system: System, audio: np.ndarray, block: int) -> dict[str, floa
     }
 
 
+def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
+    """Where a one-hop feed's time goes: onnxruntime's profiler on our model at one hop per run (kernel time by
+    op type; the profiler slows the kernels, so the shares say more than the sums), then the engine unprofiled
+    at one hop per feed: time in the session run against the rest of `feed`."""
+    from realtime.engine import Denoiser, open_session
+
+    engine = Denoiser(model, block_size=load_model_info(model).hop)
+    hops = audio[: len(audio) // engine.hop * engine.hop].reshape(-1, 1, engine.hop)
+    with tempfile.TemporaryDirectory(prefix="rtdenoise-profile-") as scratch:
+        session = open_session(engine.info, profile_prefix=str(Path(scratch) / "ours"))
+        state = {name: np.zeros([1, *shape[1:]], np.float32) for name, shape in engine.info.state_shapes.items()}
+        for chunk in np.resize(hops, (PROFILE_RUNS, *hops.shape[1:])):
+            _, *new = session.run(None, {"chunk": chunk, **state})
+            state = dict(zip(state, new))
+        events = json.loads(Path(session.end_profiling()).read_text())
+    runs = sum(1 for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    time_by_op, nodes_by_op = Counter(), Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            time_by_op[event["args"]["op_name"]] += event["dur"]
+            nodes_by_op[event["args"]["op_name"]] += 1
+    engine.feed(hops[: int(WARMUP_SECONDS * RATE) // engine.hop].reshape(-1))
+    engine.compute_times.clear()
+    start = time.perf_counter()
+    for chunk in hops:
+        engine.feed(chunk[0])
+    feed_us = (time.perf_counter() - start) / len(hops) * 1e6
+    run_us = sum(engine.compute_times) / len(hops) * 1e6
+    return {
+        "hop": engine.hop,
+        "runs": runs,
+        "ops": [
+            {"op": op, "nodes": nodes_by_op[op] // runs, "us_per_run": total / runs}
+            for op, total in time_by_op.most_common()
+        ],
+        "feed_us": feed_us,
+        "session_run_us": run_us,
+        "outside_run_us": feed_us - run_us,
+    }
+
+
 def _peak_mib() -> float:
     """This process's peak resident memory (Linux; NaN elsewhere). VmHWM, not ru_maxrss: that keeps the parent's."""
     status = Path("/proc/self/status")
@@ -84,7 +130,10 @@ def measure(key: str, options: Options, audio: np.ndarray, blocks: list[int]) ->
     (system,) = select([key], options)
     system.load()
     rows = [time_stream(system, audio, block) for block in blocks]
-    return {"label": system.label, "blocks": rows, "peak_rss_mib": _peak_mib(), "own_rss_mib": _peak_mib() - base}
+    entry = {"label": system.label, "blocks": rows, "peak_rss_mib": _peak_mib(), "own_rss_mib": _peak_mib() - base}
+    if key == OURS:
+        entry["profile"] = profile_ours(options.model, audio)
+    return entry
 
 
 def training_throughput(config: dict, steps: int) -> dict | None:
@@ -177,6 +226,29 @@ def headline(systems: dict) -> str:
     )
 
 
+def profile_markdown(profile: dict) -> list[str]:
+    """The profile section of speed.md (see `profile_ours`)."""
+    total = sum(row["us_per_run"] for row in profile["ops"])
+    lines = [
+        "",
+        f"## Profile summary: our engine at one hop ({profile['hop']} samples) per run",
+        "",
+        f"Unprofiled, one hop per `feed`: {profile['feed_us']:.0f} us per feed, {profile['session_run_us']:.0f} us "
+        f"of it in the session run, {profile['outside_run_us']:.0f} us in the rest of `feed` (Python and numpy).",
+        "",
+        f"onnxruntime's profiler, {profile['runs']} runs (it slows the kernels: read the shares, the sum is "
+        f"{total:.0f} us per run):",
+        "",
+        "| op type | nodes | kernel us per run (profiled) | share |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {row['op']} | {row['nodes']} | {row['us_per_run']:.1f} | {100 * row['us_per_run'] / total:.1f}% |"
+        for row in profile["ops"]
+    ]
+    return lines
+
+
 def write_reports(document: dict, out: Path) -> None:
     """speed.json, speed.md and the RTF-vs-block plot under `out`, each written atomically."""
     from benchmarks.plots import speed_vs_block
@@ -231,6 +303,7 @@ def write_reports(document: dict, out: Path) -> None:
     for entry in systems.values():
         cells = " | ".join(f"{r['p50_ms']:.3f} / {r['p99_ms']:.3f} / {r['max_ms']:.2f}" for r in entry["blocks"])
         lines.append(f"| {entry['label']} | {cells} |")
+    lines += profile_markdown(systems[OURS]["profile"]) if OURS in systems else []
     lines += [
         "",
         "Peak memory: the measuring process's peak RSS; own: above the same process before loading the "

@@ -15,22 +15,27 @@ import math
 import os
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
 
 from realtime.errors import AudioError
-from realtime.model_file import CHUNK, DECODER_TAIL, ModelInfo, check_graph, load_model_info
+from realtime.model_file import CHUNK, DECODER_TAIL, ENHANCED, ModelInfo, check_graph, load_model_info, output_name
 
 MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)
 
 
-def open_session(info: ModelInfo, threads: int = 1) -> ort.InferenceSession:
-    """An onnxruntime CPU session for the model, single-threaded by default (predictable latency)."""
+def open_session(info: ModelInfo, threads: int = 1, profile_prefix: str | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session for the model, single-threaded by default (predictable latency);
+    `profile_prefix`: record onnxruntime's profile (see `end_profiling`) in a file with that prefix."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     try:
         session = ort.InferenceSession(str(info.path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -39,6 +44,16 @@ def open_session(info: ModelInfo, threads: int = 1) -> ort.InferenceSession:
     inputs, outputs = session.get_inputs(), session.get_outputs()
     check_graph(info, [(t.name, t.shape) for t in inputs], [(t.name, t.shape) for t in outputs])
     return session
+
+
+@dataclass
+class _Slot:
+    """One IO binding of the session: it reads `state` and `chunk`, and writes `out` and the next state."""
+
+    binding: ort.IOBinding
+    state: dict[str, np.ndarray]
+    chunk: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
+    out: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
 
 
 class Denoiser:
@@ -81,6 +96,7 @@ class Denoiser:
         self._last_flat = channels == 1
         self.compute_times: deque[float] = deque(maxlen=100_000)
         self.nonfinite_blocks = 0
+        self._bind()
         self.reset()
 
     # -- latency ---------------------------------------------------------------------------------------
@@ -108,32 +124,66 @@ class Denoiser:
     # -- streaming -------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all history: the next `feed` starts a new stream."""
-        self._state = {
-            name: np.zeros([self.channels, *shape[1:]], np.float32) for name, shape in self.info.state_shapes.items()
-        }
+        for slot in self._slots:
+            for value in slot.state.values():
+                value.fill(0.0)
+        self._slot = 0
         self._pending = np.zeros((0, self.channels), np.float32)
         self._out = np.zeros((self.buffering_latency, self.channels), np.float32)
         self._dry_line = np.zeros((self.latency, self.channels), np.float32)
         self._samples_in = 0
 
+    def _bind(self) -> None:
+        """Bind the session to preallocated arrays, so that a run allocates nothing: slot i reads the state from
+        set i and writes the next state into set 1 - i, and the slots alternate run by run; a slot's chunk and
+        output arrays are replaced (and rebound) only when the samples per run change."""
+        sets = [
+            {name: np.zeros([self.channels, *shape[1:]], np.float32) for name, shape in self.info.state_shapes.items()}
+            for _ in range(2)
+        ]
+        self._slots = []
+        for i in range(2):
+            binding = self.session.io_binding()
+            for name in sets[i]:
+                binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(sets[i][name]))
+                binding.bind_ortvalue_output(output_name(name), ort.OrtValue.ortvalue_from_numpy(sets[1 - i][name]))
+            self._slots.append(_Slot(binding, sets[i]))
+
+    @property
+    def _state(self) -> dict[str, np.ndarray]:
+        """The state the next run reads."""
+        return self._slots[self._slot].state
+
+    def _next_slot(self, samples: int) -> _Slot:
+        """The slot for the next run, its chunk and output `samples` long."""
+        slot = self._slots[self._slot]
+        if slot.chunk.shape[1] != samples:
+            slot.chunk = np.empty((self.channels, samples), np.float32)
+            slot.out = np.empty_like(slot.chunk)
+            slot.binding.bind_ortvalue_input(CHUNK, ort.OrtValue.ortvalue_from_numpy(slot.chunk))
+            slot.binding.bind_ortvalue_output(ENHANCED, ort.OrtValue.ortvalue_from_numpy(slot.out))
+        return slot
+
     def _run(self, hops: np.ndarray) -> np.ndarray:
         """Model on (k*hop, channels) -> (k*hop, channels) delayed output, advancing the state."""
-        pieces = []
+        result = np.empty_like(hops)
         step = MAX_HOPS_PER_RUN * self.hop
         for start in range(0, len(hops), step):
-            chunk = np.ascontiguousarray(hops[start : start + step].T)
+            piece = hops[start : start + step]
+            slot = self._next_slot(len(piece))
+            slot.chunk[...] = piece.T
             t0 = time.perf_counter()
-            out, *state = self.session.run(None, {CHUNK: chunk, **self._state})
+            self.session.run_with_iobinding(slot.binding)
             self.compute_times.append(time.perf_counter() - t0)
             # the output alone is checked (the state is 60x larger, and checking it cost ~0.1 ms a run):
             # a non-finite state reaches the output of the next run at the latest, and is reset there
-            if not np.isfinite(out).all():
-                self.reset_state()
-                out = np.zeros_like(out)
+            if np.isfinite(slot.out).all():
+                result[start : start + len(piece)] = slot.out.T
+                self._slot ^= 1
             else:
-                self._state = dict(zip(self._state, state))
-            pieces.append(out.T)
-        return np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+                self.reset_state()
+                result[start : start + len(piece)] = 0.0
+        return result
 
     def reset_state(self) -> None:
         """Zero the model state only (recovery path; buffers and latency are kept)."""
@@ -185,12 +235,12 @@ class Denoiser:
         line = np.concatenate([self._dry_line, dry_in])
         dry, self._dry_line = line[: len(wet)], line[len(wet) :]
         target = 1.0 if self.bypass else self.dry_share
-        gain: float | np.ndarray = self._mix
         if target != self._mix and len(wet):
-            gain = np.linspace(self._mix, target, len(wet), dtype=np.float32)[:, None]
+            wet = wet + np.linspace(self._mix, target, len(wet), dtype=np.float32)[:, None] * (dry - wet)
             self._mix = target
-        out = wet + gain * (dry - wet) if np.any(gain) else wet
-        out = np.clip(out, -1.0, 1.0)
+        elif self._mix:
+            wet = wet + self._mix * (dry - wet)
+        out = wet.clip(-1.0, 1.0)  # the method: np.clip's dispatch costs more than the clipping at 32 samples
         return out[:, 0] if flat else out
 
     # -- measurements ----------------------------------------------------------------------------------

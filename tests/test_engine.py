@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.engine import Denoiser
+from realtime.engine import MAX_HOPS_PER_RUN, Denoiser, open_session
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,27 @@ def test_fixed_block_size_returns_equal_blocks_with_its_latency(noisy, whole, mo
     lat = engine.latency
     assert engine.algorithmic_latency + engine.buffering_latency == lat
     assert np.max(np.abs(out[lat:] - whole[: n - lat])) <= 1e-4
+
+
+def test_bound_runs_equal_plain_session_runs(noisy, model_path) -> None:
+    """The engine's IO-bound runs (state swapped between two sets of arrays, chunk and output rebound when the
+    hops per run change, long blocks split at MAX_HOPS_PER_RUN) equal `session.run` on the same chunks."""
+    engine = Denoiser(model_path, channels=2, block_size=Denoiser(model_path).hop)
+    hop = engine.hop
+    stereo = np.stack([noisy, noisy[::-1]], axis=1)
+    hops = [1, 2, 1, 1, 3, MAX_HOPS_PER_RUN + 5, 2, 1]
+    session = open_session(engine.info)
+    state = {name: np.zeros([2, *shape[1:]], np.float32) for name, shape in engine.info.state_shapes.items()}
+    pos = 0
+    for k in hops:
+        block = stereo[pos : pos + k * hop]
+        pos += k * hop
+        expected = []
+        for start in range(0, len(block), MAX_HOPS_PER_RUN * hop):
+            out, *new = session.run(None, {"chunk": block[start : start + MAX_HOPS_PER_RUN * hop].T.copy(), **state})
+            state = dict(zip(state, new))
+            expected.append(out.T)
+        assert np.max(np.abs(engine.feed(block) - np.clip(np.concatenate(expected), -1, 1))) <= 1e-6
 
 
 def test_reported_latency_is_the_measured_delay(model_path) -> None:
