@@ -17,9 +17,9 @@ from benchmarks.peers.base import FrameStream
 from benchmarks.quality import run_file
 from training.metrics import estimate_delay, score, si_sdr
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 RATE = 16000
-PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+PEERS = Path(__file__).resolve().parents[3] / "shared" / "peers"
 OPTIONS = Options(peers=PEERS if PEERS.is_dir() else None)
 # Output lag of each streaming adapter at 160-sample blocks, in samples: DTLN 512 - 128, GTCRN 512 - 256,
 # RNNoise its 20 ms, ours the engine's window overlap (no buffering at a multiple of the hop), DFN self-compensated.
