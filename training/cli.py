@@ -8,8 +8,7 @@ from pathlib import Path
 from model.config import TasNetConfig
 from realtime.errors import EXIT_OK
 from realtime.options import bounded
-from training.config import TrainConfig
-from training.mixing import Augmentation
+from training.config import Augmentation, TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,7 +74,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         help="continue the run in --out (configs come from it; only --batch-size, --val-every and "
         "--checkpoint-minutes may be changed, and a --cooldown started)",
     )
-    p.add_argument("--steps", type=bounded(int, 1), help="stop at this total step count")
+    p.add_argument("--steps", type=bounded(int, 0), help="stop at this total step count (0: save the start only)")
     p.add_argument(
         "--cooldown",
         type=int,

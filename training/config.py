@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from training.mixing import Augmentation
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Probabilities per mixture (see `training.augment`): reverb (needs an RIR bank), eq (a random EQ of up to
+    ±eq_db, drawn for speech and for noise apart), band_limit (a device's band), clipping (the mixture driven
+    overdrive_db above full scale). The defaults are what a new run gets; NO_AUGMENTATION turns all off."""
+
+    reverb: float = 0.0
+    eq: float = 0.3
+    eq_db: float = 6.0
+    band_limit: float = 0.1
+    clipping: float = 0.05
+    overdrive_db: tuple[float, float] = (1.0, 12.0)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Augmentation:
+        values = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
+        if "overdrive_db" in values:
+            values["overdrive_db"] = tuple(values["overdrive_db"])
+        return replace(NO_AUGMENTATION, **values)
+
+
+NO_AUGMENTATION = Augmentation(eq=0.0, band_limit=0.0, clipping=0.0)
 
 
 @dataclass
@@ -22,7 +44,7 @@ class TrainConfig:
     Data mix: each documented source (a folder with a SOURCE.txt) is drawn with a weight of its minutes
     to the power `speech_balance` / `noise_balance` (1: by duration; 0: every source equally), times
     `source_weights[name]` where given; within a source, by duration. Non-commercial files are left out
-    unless `allow_non_commercial`. `augment`: probabilities and ranges (training.mixing.Augmentation); its
+    unless `allow_non_commercial`. `augment`: probabilities and ranges (Augmentation); its
     reverb draws from the measured RIRs under `rir` and `simulated_rooms` simulated rooms. Speech levels
     are drawn from `level_dbfs`. spectral_loss: "mrstft" (multi-resolution STFT) or "compressed"
     (power-law compressed complex and magnitude spectra), added to -SI-SDR with weight `stft_weight`.

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from realtime.errors import AudioError
 from training import augment
+from training.config import NO_AUGMENTATION, Augmentation
 from training.corpus import Corpus
 
 SILENCE_RMS = 1e-5
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Probabilities per mixture (see `training.augment`): reverb (needs an RIR bank), eq (a random EQ of up to
-    ±eq_db, drawn for speech and for noise apart), band_limit (a device's band), clipping (the mixture driven
-    overdrive_db above full scale). The defaults are what a new run gets; NO_AUGMENTATION turns all off."""
-
-    reverb: float = 0.0
-    eq: float = 0.3
-    eq_db: float = 6.0
-    band_limit: float = 0.1
-    clipping: float = 0.05
-    overdrive_db: tuple[float, float] = (1.0, 12.0)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Augmentation:
-        values = {k: v for k, v in data.items() if k in {f.name for f in fields(cls)}}
-        if "overdrive_db" in values:
-            values["overdrive_db"] = tuple(values["overdrive_db"])
-        return replace(NO_AUGMENTATION, **values)
-
-
-NO_AUGMENTATION = Augmentation(eq=0.0, band_limit=0.0, clipping=0.0)
 
 
 @dataclass(frozen=True)

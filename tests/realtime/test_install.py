@@ -8,8 +8,7 @@ from pathlib import Path
 
 
 def test_the_denoise_script_beside_python_is_ours() -> None:
-    """.ci/run installs the test and bench extras in one `pip install`, which installs this package after its
-    dependencies, so its script wins over pyrnnoise's."""
+    """.ci/run reinstalls this package after the extras, so that its script wins over pyrnnoise's."""
     script = Path(sys.executable).parent / "denoise"
     assert script.exists(), f"{script}: no denoise script installed beside {sys.executable}"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)

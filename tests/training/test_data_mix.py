@@ -12,11 +12,11 @@ import torch
 from helpers import assert_clean_failure, run_cli
 
 from training import augment
-from training.config import TrainConfig
+from training.config import NO_AUGMENTATION, Augmentation, TrainConfig
 from training.corpus import load_corpus
 from training.data import TrainingData, clip_sources, commercial_only, source_weights
 from training.losses import compressed_spectrum
-from training.mixing import NO_AUGMENTATION, Augmentation, MixConfig, Mixer, rms
+from training.mixing import MixConfig, Mixer, rms
 from training.provenance import training_data
 
 SR = 16000
