@@ -16,6 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.peers.rnnoise import PEER_SITE
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Packages whose version can change a result; absent ones are listed as such.
@@ -48,12 +50,12 @@ def cpu_model() -> str:
 
 
 def versions() -> dict[str, str]:
+    """Each of PACKAGES' version, in the environment or in the peers' own folder (pyrnnoise)."""
+    path = [*sys.path, str(PEER_SITE)]
     found = {}
     for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
+        dist = next(iter(metadata.distributions(name=name, path=path)), None)
+        found[name] = dist.version if dist else "not installed"
     return found
 
 

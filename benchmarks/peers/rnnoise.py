@@ -1,14 +1,36 @@
 """RNNoise through `pyrnnoise`: it resamples 16 kHz to its 48 kHz itself (both ways) and lags by 20 ms.
 
-pyrnnoise installs a `denoise` console script of its own: install it with `pip install 'rtdenoise[bench]'`
-(rtdenoise goes in after its extras and keeps `denoise`), or reinstall rtdenoise after installing it alone.
+pyrnnoise's wheel ships a `denoise` console script of its own, and pip gives no guarantee which of two scripts
+of one name it writes last. So pyrnnoise is not in any of our extras: it goes, without its dependencies (the
+`bench` extra has them), into a folder of the environment that is off PATH (`PEER_SITE`), and only this
+module imports it from there.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from benchmarks.peers.base import RATE, Stream, System
+
+REQUIREMENT = "pyrnnoise==0.4.5"
+PEER_SITE = Path(sys.prefix) / "rtdenoise-peers"  # inside the environment, never on PATH
+INSTALL = f"python -m pip install --no-deps --upgrade --target {shlex.quote(str(PEER_SITE))} {REQUIREMENT}"
+
+
+def find_pyrnnoise() -> bool:
+    """Whether pyrnnoise is importable, from the environment itself or from PEER_SITE (put on sys.path)."""
+    if importlib.util.find_spec("pyrnnoise") is not None:
+        return True
+    if (PEER_SITE / "pyrnnoise").is_dir():
+        sys.path.append(str(PEER_SITE))
+        importlib.invalidate_caches()
+        return importlib.util.find_spec("pyrnnoise") is not None
+    return False
 
 
 class _RnnoiseStream:
@@ -31,7 +53,11 @@ class _RnnoiseStream:
 class RNNoise(System):
     key, label = "rnnoise", "RNNoise (pyrnnoise, 48 kHz)"
     streaming = True
-    package = "pyrnnoise"
+
+    def missing(self) -> str | None:
+        if not find_pyrnnoise():
+            return f"pyrnnoise is not installed ({INSTALL}: off PATH, as it ships a `denoise` script of its own)"
+        return super().missing()
 
     def stream(self, block: int) -> Stream:
         return _RnnoiseStream()
