@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from realtime.engine import Denoiser
+from realtime.gate import VoiceGate
 from realtime.resample import Resampler
 from realtime.ring import RingBuffer
 
@@ -38,18 +39,24 @@ WAKE_TIMEOUT_S = 0.1  # the worker also checks for work and for `stop` this ofte
 
 
 class Chain:
-    """Worker-side signal path: device rate -> model rate -> engine in whole runs of hops -> device rate.
+    """Worker-side signal path: device rate -> model rate -> engine in whole runs of hops -> optional voice
+    gate (at the model rate, on the engine's output, bypassed or not) -> device rate.
 
     A model run costs mostly its start-up (on a busy CPU the weights have left the caches between runs),
     so `hops_per_run` > 1 divides the CPU load by about that much, for `hops_per_run - 1` hops more latency.
     """
 
-    def __init__(self, engine: Denoiser, device_rate: int, hops_per_run: int = 1) -> None:
+    def __init__(
+        self, engine: Denoiser, device_rate: int, hops_per_run: int = 1, gate: VoiceGate | None = None
+    ) -> None:
         if engine.channels != 1 or engine.block_size != engine.hop:
             raise ValueError("the live chain needs a mono engine with block_size == hop")
         if hops_per_run < 1:
             raise ValueError(f"hops per run must be at least 1, got {hops_per_run}")
+        if gate is not None and gate.rate != engine.sample_rate:
+            raise ValueError(f"the gate runs at the model's rate, {engine.sample_rate} Hz, not {gate.rate} Hz")
         self.engine = engine
+        self.gate = gate
         self.rate = device_rate
         self.run = engine.hop * hops_per_run  # fewest model-rate samples per model run
         same = device_rate == engine.sample_rate
@@ -75,6 +82,8 @@ class Chain:
         whole = len(data) // self.run * self.run
         self._pending = data[whole:]
         y = self.engine.feed(data[:whole])  # everything ready in one model run
+        if self.gate is not None:
+            self.gate.process(y)  # in place: the engine's output is a fresh array
         return self.up.process(y) if self.up else y
 
 

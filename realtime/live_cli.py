@@ -69,6 +69,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dry", type=bounded(float, 0, 1), default=0.0, help="share of the input mixed into the output (0..1)"
     )
+    p.add_argument(
+        "--gate-db",
+        type=bounded(float, -120, 0),
+        metavar="DB",
+        help="voice gate: silence the output while the denoised level (dBFS, as the status line's) stays below DB, "
+        "e.g. -50 (default: no gate)",
+    )
+    p.add_argument(
+        "--gate-hold-ms",
+        type=bounded(float, 0, 10000),
+        default=300.0,
+        metavar="MS",
+        help="keep the gate open this long after the level last exceeded --gate-db (default 300)",
+    )
     p.add_argument("--record", metavar="DIR", help="save the captured input and the played output as WAV files here")
     p.add_argument("--duration", type=bounded(float, 0, open_low=True), metavar="SECONDS", help="stop after this long")
     p.add_argument("--status", action="store_true", help="show the status line even when stderr is not a terminal")
@@ -100,6 +114,8 @@ def run_live(args: argparse.Namespace) -> int:
         model=args.model,
         dry=args.dry,
         atten_lim_db=args.atten_lim_db,
+        gate_db=args.gate_db,
+        gate_hold_ms=args.gate_hold_ms,
         record=args.record,
         duration=args.duration,
         status=args.status or sys.stderr.isatty(),

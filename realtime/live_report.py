@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.gate import VoiceGate
 from realtime.live import Bridge
 
 HISTOGRAM_EDGES_MS = np.geomspace(0.01, 100.0, 41)  # compute time per batch, 10 us .. 100 ms
@@ -78,13 +79,15 @@ class Meter:
         recent = np.array(self.bridge.compute_s[self._last[5] : now[5]]) * 1000
         self._last = now
         p50, p99 = np.percentile(recent, (50, 99)) if len(recent) else (0.0, 0.0)
-        lat = self.latency
+        lat, gate = self.latency, self.bridge.chain.gate
         level_in, level_out = (db(e_in / frames), db(e_out / frames)) if frames else (-math.inf, -math.inf)
         return (
             f"in {level_in:6.1f} dB  out {level_out:6.1f} dB  removed {db(e_in / e_out) if e_out else 0.0:5.1f} dB"
             f"  latency {lat['through']:.1f} ms (+{lat['device']:.1f} device)"
             f"  compute {p50:.2f}/{p99:.2f} ms  cpu {100 * cpu / wall if wall else 0.0:3.0f}%"
-            f"  xruns {self.bridge.xruns}{'  BYPASS' if bypass else ''}"
+            f"  xruns {self.bridge.xruns}"
+            + ("" if gate is None else f"  gate {'open' if gate.is_open else 'closed'}")
+            + ("  BYPASS" if bypass else "")
         )
 
 
@@ -121,8 +124,16 @@ def summary(bridge: Bridge, meter: Meter, seconds: float, extra: dict[str, Any])
         "noise_removed_db": db(bridge.energy_in / bridge.energy_out) if bridge.energy_in and bridge.energy_out else 0.0,
         "realtime_priority": bridge.realtime,
         "record_dropped_frames": bridge.record_dropped,
+        "gate": gate_summary(bridge.chain.gate),
         "compute_histogram": {"edges_ms": HISTOGRAM_EDGES_MS.tolist(), "counts": counts.tolist()},
     }
+
+
+def gate_summary(gate: VoiceGate | None) -> dict[str, float] | None:
+    """The summary's `gate`: its settings and the seconds it was closed; None without a gate."""
+    if gate is None:
+        return None
+    return {"threshold_db": gate.threshold_db, "hold_ms": gate.hold_ms, "closed_s": gate.closed_s}
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -137,6 +148,11 @@ def format_summary(s: dict[str, Any]) -> str:
             f" RTF {s['rtf']:.3f}; realtime priority {'yes' if s['realtime_priority'] else 'no'}",
             f"noise removed {s['noise_removed_db']:.1f} dB",
         ]
+        + (
+            [f"gate closed {g['closed_s']:.1f} s (threshold {g['threshold_db']:g} dB, hold {g['hold_ms']:g} ms)"]
+            if (g := s["gate"])
+            else []
+        )
         + (
             [f"warning: {s['odd_blocks']} callbacks were not {s['block_size']} frames; pass the device's --block-size"]
             if s["odd_blocks"]

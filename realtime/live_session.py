@@ -22,6 +22,7 @@ import numpy as np
 from realtime.devices import Device, abandon_portaudio, portaudio, resolve_device
 from realtime.engine import Denoiser
 from realtime.errors import AudioError
+from realtime.gate import VoiceGate
 from realtime.keys import Keys
 from realtime.live import Bridge, Chain, realtime_thread
 from realtime.live_record import Recorder
@@ -50,6 +51,8 @@ class LiveOptions:
     model: str | None = None
     dry: float = 0.0
     atten_lim_db: float | None = None
+    gate_db: float | None = None  # voice gate threshold on the denoised level, dBFS; None: no gate
+    gate_hold_ms: float = 300.0
     record: str | None = None
     duration: float | None = None
     status: bool = False
@@ -139,7 +142,9 @@ def open_session(opts: LiveOptions) -> Session:
     rate = opts.sample_rate or source.default_rate
     engine = make_engine(opts)
     block, blocksize = block_sizes(opts, source, rate)
-    bridge = Bridge(Chain(engine, rate, opts.hops_per_run), block, opts.channel, opts.headroom, opts.record is not None)
+    gate = None if opts.gate_db is None else VoiceGate(opts.gate_db, opts.gate_hold_ms, engine.sample_rate)
+    chain = Chain(engine, rate, opts.hops_per_run, gate)
+    bridge = Bridge(chain, block, opts.channel, opts.headroom, opts.record is not None)
     in_channels = source.inputs if opts.channel is None else opts.channel + 1
     stream = open_stream(bridge, source, sink, in_channels, blocksize)
     rings = (bridge.record_in, bridge.record_out)
