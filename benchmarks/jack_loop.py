@@ -23,6 +23,8 @@ from pathlib import Path
 import jack
 import numpy as np
 
+from realtime.devices import JACK_CLIENT
+
 READY_TIMEOUT_S = 10.0
 LATE_CLIENT = re.compile(r"JackEngine::XRun: client = (.+) was not finished")
 GIL_SWITCH_S = 2e-4  # while a Loop runs, its JACK callbacks must not wait long for this process's GIL
@@ -151,7 +153,7 @@ class Loop:
         self.recording[at : at + frames] = self._in.get_array()
         self.recorded = pos + frames
 
-    def connect(self, target: str = "PortAudio", timeout: float = 30.0) -> None:
+    def connect(self, target: str = JACK_CLIENT, timeout: float = 30.0) -> None:
         """Wait until `target` has started (its ports are connected), then rewire it to this loop."""
         client = self._player
         deadline = time.monotonic() + timeout

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import header, header_markdown
+from realtime.devices import JACK_CLIENT
 from realtime.errors import EXIT_OK
 
 RESULTS = Path("benchmarks/results")
 PERIODS = (32, 64, 128, 256)
 BUDGET_MS = 10.0
 CLIENTS = {
-    "PortAudio": "live",
+    JACK_CLIENT: "live",
     "simple": "C baseline",
     "rtd-play": "player",
     "rtd-rec": "recorder",
@@ -150,7 +151,7 @@ def measure(
         "device_jack_ms": device_jack,
         "total_jack_ms": live["latency_ms"]["through"] + device_jack,
         "server_xruns": {"events": len(events), "late": dict(late)},
-        "own_xruns": xruns["underruns"] + xruns["overruns"] + xruns["lost_output"] + late["PortAudio"],
+        "own_xruns": xruns["underruns"] + xruns["overruns"] + xruns["lost_output"] + late[JACK_CLIENT],
         "live": live,
     }
 

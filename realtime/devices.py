@@ -6,6 +6,9 @@ when it initialises, so importing it at command time sees the system as it is no
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -15,8 +18,27 @@ from realtime.errors import AudioError
 Kind = Literal["input", "output"]
 
 
+JACK_CLIENT = "rtdenoise"  # live's JACK client: its ports are rtdenoise:in_1.. and rtdenoise:out_1..
+_jack_name = ctypes.create_string_buffer(JACK_CLIENT.encode())  # PortAudio keeps the pointer
+
+
+def name_jack_client() -> None:
+    """Name PortAudio's JACK client (it is "PortAudio" otherwise), so that other JACK clients and session
+    managers find live's ports under a stable name. Only before PortAudio initialises, that is, before
+    sounddevice is first imported."""
+    if "sounddevice" in sys.modules:
+        return
+    path = ctypes.util.find_library("portaudio")
+    try:
+        library = ctypes.CDLL(path or "libportaudio.so.2")  # the library sounddevice will open
+        library.PaJack_SetClientName(_jack_name)
+    except (OSError, AttributeError):  # no PortAudio (portaudio() reports it), or one built without JACK
+        pass
+
+
 def portaudio() -> ModuleType:
     """The sounddevice module; a missing PortAudio library is a user-facing error."""
+    name_jack_client()
     try:
         import sounddevice
     except OSError as exc:
@@ -38,7 +60,8 @@ class Device:
 
     @property
     def label(self) -> str:
-        return f"[{self.index}] {self.name} ({self.hostapi})"
+        index = f"[{self.index}] " if self.index >= 0 else ""  # a sound server's source or sink has none
+        return f"{index}{self.name} ({self.hostapi})"
 
     @property
     def jack(self) -> bool:

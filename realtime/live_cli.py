@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from realtime.errors import EXIT_OK
 from realtime.options import bounded
@@ -12,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
         "devices",
         help="list audio input and output devices",
-        description="List the audio devices PortAudio sees (index, name, host API, channels, default rate). "
-        "A JACK server must be running before this starts for its ports to appear.",
+        description="List the audio devices PortAudio sees (index, name, host API, channels, default rate), and "
+        "the virtual mics of running `denoise live --virtual-mic`. A JACK server must be running before this "
+        "starts for its ports to appear.",
     )
     d.set_defaults(run=run_devices)
 
@@ -21,11 +23,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "live",
         help="denoise a microphone in real time",
         description="Denoise the input device into the output device through a duplex stream at the device's "
-        "rate. Keys (in a terminal): b toggles bypass, q quits; Ctrl-C stops cleanly. "
+        "rate, or (--virtual-mic) into a microphone that other programs can pick. Keys (in a terminal): b toggles "
+        "bypass, q quits; Ctrl-C stops cleanly. "
         "Exit 0: stopped normally; 2: device, model or usage problem.",
     )
     p.add_argument("--input", metavar="DEV", help="input device: index or name substring (default: the default)")
-    p.add_argument("--output", metavar="DEV", help="output device: index or name substring (default: the default)")
+    p.add_argument(
+        "--output",
+        metavar="DEV",
+        help="output device: index or name substring (default: the default); with --virtual-mic, a sound-server "
+        "sink (or 'default') to also play the virtual mic on, for monitoring (default: none)",
+    )
+    p.add_argument(
+        "--virtual-mic",
+        nargs="?",
+        const="rtdenoise",
+        type=mic_name,
+        metavar="NAME",
+        help="feed a virtual microphone named NAME (default rtdenoise) on the PulseAudio or PipeWire server, "
+        "which call and streaming programs can pick; removed on exit",
+    )
     p.add_argument(
         "--channel", type=bounded(int, 1), metavar="N", help="use input channel N (1-based; default: a downmix)"
     )
@@ -90,10 +107,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_live)
 
 
+def mic_name(text: str) -> str:
+    """A virtual mic's name: it becomes a sound-server source name."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", text):
+        raise argparse.ArgumentTypeError(f"'{text}': letters, digits, '.', '_' and '-' only, at most 63")
+    return text
+
+
 def run_devices(args: argparse.Namespace) -> int:
     from realtime.devices import format_devices, list_devices
+    from realtime.virtual_mic import virtual_mics
 
     print(format_devices(list_devices()))
+    for name, pid in virtual_mics():
+        print(f"virtual mic (sound-server source): {name}, fed by denoise live (pid {pid})")
     return EXIT_OK
 
 
@@ -120,6 +147,7 @@ def run_live(args: argparse.Namespace) -> int:
         duration=args.duration,
         status=args.status or sys.stderr.isatty(),
         json=args.json,
+        virtual_mic=args.virtual_mic,
     )
     run_live(options)
     return EXIT_OK

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -57,10 +58,15 @@ def compute_stats(seconds: np.ndarray, audio_s: float) -> dict[str, float]:
 class Meter:
     """Status lines from the changes in the bridge's totals since the previous line."""
 
-    def __init__(self, bridge: Bridge, device_latency_s: tuple[float, float]) -> None:
+    def __init__(self, bridge: Bridge, device_latency_s: Callable[[], tuple[float, float]]) -> None:
         self.bridge = bridge
-        self.latency = latency_ms(bridge, device_latency_s)
+        self.device_latency_s = device_latency_s
         self._last = self._totals()
+
+    @property
+    def latency(self) -> dict[str, Any]:
+        """The latency split now: a device's latency may be measured as it runs (`device_latency_s()`)."""
+        return latency_ms(self.bridge, self.device_latency_s())
 
     def _totals(self) -> tuple[float, float, float, float, int, int]:
         b = self.bridge

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,12 +28,16 @@ from realtime.live import Bridge, Chain, realtime_thread
 from realtime.live_record import Recorder
 from realtime.live_report import Meter, format_summary, summary
 from realtime.model_file import load_model_info, write_json_atomic
+from realtime.pulse_stream import PulseStream
 from realtime.signals import interrupt_on_signals, signals_ignored
+from realtime.virtual_mic import VirtualMic, default_source
 
 REFRESH_S = 0.1  # status line period
 GIL_SWITCH_S = 2e-4  # the audio callback waits at most about this long for the worker to yield the GIL
 WARMUP_HOPS = 16  # onnxruntime's first runs are slow: run them before the stream starts
 DEFAULT_BLOCK = 128  # frames per callback outside JACK: 2.7 ms at 48 kHz
+VIRTUAL_MIC_RATE = 48000  # the virtual mic's rate unless --sample-rate: what call programs run at
+VIRTUAL_MIC_BLOCK_S = 0.01  # ALSA's pulse device serves periods of about 10 ms: smaller blocks only add xruns
 STALL_S = 2.0  # an active stream without a callback for this long is dead (a server that dropped us)
 STOP_TIMEOUT_S = 3.0  # PortAudio's JACK backend can wait forever to stop a stream its server dropped
 
@@ -57,6 +61,7 @@ class LiveOptions:
     duration: float | None = None
     status: bool = False
     json: str | None = None
+    virtual_mic: str | None = None  # feed a virtual mic of this name on the sound server (output: its monitor)
 
 
 def make_engine(opts: LiveOptions) -> Denoiser:
@@ -74,7 +79,7 @@ def block_sizes(opts: LiveOptions, source: Device, rate: int) -> tuple[int, int]
     periods through (blocksize 0): a fixed blocksize makes it buffer one more block of its own."""
     if source.jack:
         return opts.block_size or source.jack_period(rate), 0
-    block = opts.block_size or DEFAULT_BLOCK
+    block = opts.block_size or (round(rate * VIRTUAL_MIC_BLOCK_S) if opts.virtual_mic else DEFAULT_BLOCK)
     return block, block
 
 
@@ -135,22 +140,42 @@ class Session:
     description: str
 
 
+def server_device(name: str, rate: int, kind: str) -> Device:
+    """A source or sink of the sound server, for --virtual-mic (PortAudio does not see them)."""
+    return Device(-1, name, "PulseAudio", int(kind == "source"), int(kind == "sink"), rate)
+
+
 def open_session(opts: LiveOptions) -> Session:
-    source, sink = resolve_device(opts.input, "input"), resolve_device(opts.output, "output")
-    if opts.channel is not None and not 0 <= opts.channel < source.inputs:
-        raise AudioError(f"--channel must be between 1 and {source.inputs} for {source.label}")
-    rate = opts.sample_rate or source.default_rate
+    """The devices, engine, bridge, stream and recorder of one run: PortAudio's input and output devices, or
+    (--virtual-mic, which `run_live` has set up) the sound server's source `opts.input` and the virtual mic's
+    sink `opts.output`."""
+    if opts.virtual_mic:
+        if opts.channel is not None:
+            raise AudioError("--channel does not apply to --virtual-mic: the sound server downmixes its source")
+        assert opts.input and opts.output and opts.sample_rate
+        rate = opts.sample_rate
+        source, sink = server_device(opts.input, rate, "source"), server_device(opts.output, rate, "sink")
+    else:
+        source, sink = resolve_device(opts.input, "input"), resolve_device(opts.output, "output")
+        if opts.channel is not None and not 0 <= opts.channel < source.inputs:
+            raise AudioError(f"--channel must be between 1 and {source.inputs} for {source.label}")
+        rate = opts.sample_rate or source.default_rate
     engine = make_engine(opts)
     block, blocksize = block_sizes(opts, source, rate)
     gate = None if opts.gate_db is None else VoiceGate(opts.gate_db, opts.gate_hold_ms, engine.sample_rate)
     chain = Chain(engine, rate, opts.hops_per_run, gate)
-    bridge = Bridge(chain, block, opts.channel, opts.headroom, opts.record is not None)
-    in_channels = source.inputs if opts.channel is None else opts.channel + 1
-    stream = open_stream(bridge, source, sink, in_channels, blocksize)
+    channel = 0 if opts.virtual_mic else opts.channel  # the server's source is mono
+    bridge = Bridge(chain, block, channel, opts.headroom, opts.record is not None)
+    if opts.virtual_mic:
+        stream = PulseStream(rate, block, source.name, sink.name, bridge.callback, opts.priority + 1)
+        description = f"{source.name} into the virtual mic {opts.virtual_mic} at {rate} Hz, {block}-frame blocks"
+    else:
+        in_channels = source.inputs if opts.channel is None else opts.channel + 1
+        stream = open_stream(bridge, source, sink, in_channels, blocksize)
+        channel_text = "a downmix of all channels" if opts.channel is None else f"channel {opts.channel + 1}"
+        description = f"{channel_text} of {source.label} into {sink.label} at {rate} Hz, {block}-frame blocks"
     rings = (bridge.record_in, bridge.record_out)
     recorder = Recorder(opts.record, rate, rings, opts.priority) if opts.record else None
-    channel = "a downmix of all channels" if opts.channel is None else f"channel {opts.channel + 1}"
-    description = f"{channel} of {source.label} into {sink.label} at {rate} Hz, {block}-frame blocks"
     return Session(source, sink, engine, bridge, stream, recorder, description)
 
 
@@ -189,13 +214,30 @@ def stream_until_stopped(session: Session, opts: LiveOptions, status: StatusLine
 
 
 def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
-    """Denoise from the input device to the output device until told to stop; returns the summary."""
+    """Denoise from the input device to the output device (or into a virtual mic) until told to stop;
+    returns the summary."""
+    if opts.virtual_mic is None:
+        return serve(opts, log)
+    source = opts.input or default_source()  # pinned before the virtual mic exists
+    rate = opts.sample_rate or VIRTUAL_MIC_RATE
+    with interrupt_on_signals(), VirtualMic(opts.virtual_mic, rate, monitor=opts.output) as mic:
+        listen = f"; monitored on {opts.output}" if opts.output else ""
+        print(f"virtual mic '{mic.name}' created: pick it as the microphone in other programs{listen}", file=log)
+        return serve(replace(opts, input=source, output=mic.sink, sample_rate=rate), log)
+
+
+def serve(opts: LiveOptions, log: TextIO) -> dict[str, Any]:
     session = open_session(opts)
     print(f"denoising {session.description}", file=log)
-    meter = Meter(session.bridge, session.stream.latency)
+    meter = Meter(session.bridge, lambda: session.stream.latency)
     elapsed, lost = stream_until_stopped(session, opts, StatusLine(log, opts.status), meter)
     recorded = [str(p) for p in session.recorder.paths] if session.recorder else []
-    about = {"input_device": session.source.label, "output_device": session.sink.label, "recorded": recorded}
+    about = {
+        "input_device": session.source.label,
+        "output_device": session.sink.label,
+        "virtual_mic": opts.virtual_mic,
+        "recorded": recorded,
+    }
     report = summary(session.bridge, meter, elapsed, about)
     if opts.json:
         write_json_atomic(Path(opts.json), report)

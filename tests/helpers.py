@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 
@@ -19,8 +21,10 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 600) -> CliResult:
-    """Run `denoise ARGS...` in a fresh interpreter, as a user would."""
+def run_cli(
+    *args: str | os.PathLike, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> CliResult:
+    """Run `denoise ARGS...` in a fresh interpreter, as a user would; `env` adds to (or replaces in) ours."""
     proc = subprocess.run(
         [sys.executable, "-m", "realtime.cli", *map(str, args)],
         capture_output=True,
@@ -28,6 +32,7 @@ def run_cli(*args: str | os.PathLike, cwd: Path | None = None, timeout: float = 
         cwd=cwd,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env=None if env is None else {**os.environ, **env},
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -50,3 +55,20 @@ def write_tone_noise(
     data = np.stack([tone + 0.02 * rng.standard_normal(len(t)) for _ in range(channels)], axis=1).astype(np.float32)
     sf.write(str(path), data, rate, subtype=subtype)
     return data
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    """Exit code and stderr of `denoise live`; one that does not exit in time is aborted (never left connected
+    to the server, where it would fail the next tests) and the test fails with its threads' stacks."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        pytest.fail(f"denoise live did not exit within {timeout} s:\n{err[-6000:]}")
+    assert "Traceback" not in err, err
+    return proc.returncode, err

@@ -143,7 +143,7 @@ def test_the_chain_gates_the_engine_output_before_resampling(clean: np.ndarray) 
 def test_the_status_line_and_the_summary_show_the_gate(clean: np.ndarray) -> None:
     def report(gate: VoiceGate | None) -> tuple[str, dict]:
         bridge = Bridge(Chain(Denoiser(block_size=32), RATE, gate=gate), 256, 0)
-        meter = Meter(bridge, (0.0, 0.0))
+        meter = Meter(bridge, lambda: (0.0, 0.0))
         for start in range(0, len(clean) // 256 * 256, 256):
             block = clean[start : start + 256, None]
             bridge.callback(block, np.zeros((256, 1), np.float32), 256, None, None)

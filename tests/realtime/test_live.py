@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import assert_clean_failure, run_cli
+from helpers import finish
 
 from benchmarks.jack_loop import JackServer, Loop, measure_delay, snr_db
 from realtime.audio_io import read_audio, resample
@@ -183,23 +184,6 @@ def start_live(
     )
 
 
-def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
-    """Exit code and stderr of `denoise live`; one that does not exit in time is aborted (never left connected
-    to the server, where it would fail the next tests) and the test fails with its threads' stacks."""
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
-        try:
-            _, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-        pytest.fail(f"denoise live did not exit within {timeout} s:\n{err[-6000:]}")
-    assert "Traceback" not in err, err
-    return proc.returncode, err
-
-
 def test_devices_lists_the_jack_device(jack_server: JackServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)
     result = run_cli("devices")
@@ -242,7 +226,7 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     summary = json.loads(summary_path.read_text())
     assert summary["block_size"] == PERIOD
     # No xruns of live's own buffering, and every device xrun it saw is one the server logged. A cycle that a
-    # client finished late (live's "PortAudio" included) is the machine's scheduling, not behaviour: on a busy
+    # client finished late (live's "rtdenoise" included) is the machine's scheduling, not behaviour: on a busy
     # VM the server's own timer thread and JACK's C example client are late too. `denoise bench latency
     # --soak` counts them; here each such cycle may shift what the test records.
     xruns, culprits = summary["xruns"], [e[0] for e in jack_server.xrun_events()[earlier_xruns:]]

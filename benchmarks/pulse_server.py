@@ -1,0 +1,153 @@
+"""A private PulseAudio server for the virtual-mic tests and soak, and a client that plays into it and records
+from it in lockstep (so that what it hears back can be timed against what it played).
+
+The server runs Debian's `pulseaudio` in user mode on its own socket, with one null sink, `mic`, whose monitor
+stands in for a microphone. A null sink renders in blocks of the lowest latency its clients ask for (2 s with
+none), so the player keeps a low-latency stream on it from before live starts reading until the end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from realtime import pulse_stream as pa
+
+READY_TIMEOUT_S = 20.0
+MIC = "mic"  # the null sink whose monitor is the test's microphone
+MIC_SOURCE = f"{MIC}.monitor"
+PLAY_BLOCKS = 10  # the test client's playback buffer, blocks
+
+
+class PulseServer:
+    """`pulseaudio` with a null sink `mic` at `rate`; `env` reaches it; stop() or use as a context manager."""
+
+    def __init__(self, rate: int = 48000) -> None:
+        if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
+            raise RuntimeError("pulseaudio or pactl not found: install Debian's pulseaudio and pulseaudio-utils")
+        self.folder = Path(tempfile.mkdtemp(prefix=f"rtd-pulse-{uuid.uuid4().hex[:6]}-"))
+        socket = self.folder / "native"
+        (self.folder / "default.pa").write_text(
+            f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n"
+            f"load-module module-null-sink sink_name={MIC} rate={rate} channels=1 channel_map=mono\n"
+        )
+        self.env = {
+            **os.environ,
+            "PULSE_SERVER": f"unix:{socket}",
+            "PULSE_RUNTIME_PATH": str(self.folder / "run"),
+            "HOME": str(self.folder),  # its cookie and state, not the user's
+        }
+        cmd = ["pulseaudio", "-n", "-F", str(self.folder / "default.pa"), "--daemonize=no", "--exit-idle-time=-1"]
+        cmd += ["--use-pid-file=no", f"--log-target=file:{self.folder / 'log.txt'}"]
+        self.process = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        self._wait_ready()
+        # silence (zeros are 0.0 in float32) at low latency into `mic` while the server runs: it never renders ahead
+        with open("/dev/zero", "rb") as zeros:
+            self._silence = subprocess.Popen(
+                ["pacat", "--playback", f"--device={MIC}", "--latency-msec=10", "--raw", "--format=float32le",
+                 "--channels=1", f"--rate={rate}", "--client-name=rtd-silence"],
+                env=self.env, stdin=zeros, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pulseaudio exited with {self.process.returncode}: {self.log()[-500:]}")
+            if self.pactl("info").returncode == 0:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"pulseaudio did not start within {READY_TIMEOUT_S} s: {self.log()[-500:]}")
+
+    def pactl(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10)
+
+    def names(self, kind: str) -> set[str]:
+        """Names of the server's sources or sinks now."""
+        return {entry["name"] for entry in json.loads(self.pactl("--format=json", "list", kind).stdout or "[]")}
+
+    def log(self) -> str:
+        path = self.folder / "log.txt"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        """Terminate the server (idempotent)."""
+        if getattr(self, "_silence", None) is not None and self._silence.poll() is None:
+            self._silence.kill()
+            self._silence.wait()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> PulseServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PulseLoop:
+    """Plays into the server's `mic` and records from `source` in lockstep, a block each per step, on the
+    server's clock: the offset between the two is the path's latency plus the loop's own buffers."""
+
+    def __init__(self, server: PulseServer, source: str, rate: int = 48000, block: int = 480) -> None:
+        self.lib, self.rate, self.block = pa._library(), rate, block
+        none, size = 0xFFFFFFFF, block * pa.BYTES
+        self.server = server.env["PULSE_SERVER"].encode()
+        # a deep playback buffer: this test client runs without real-time priority, and an underrun of its own
+        # would shift what live hears
+        play = pa._BufferAttr(maxlength=none, tlength=PLAY_BLOCKS * size, prebuf=size, minreq=size, fragsize=none)
+        record = pa._BufferAttr(maxlength=none, tlength=none, prebuf=none, minreq=none, fragsize=size)
+        self.play = self._open(pa.PA_STREAM_PLAYBACK, MIC, play)
+        self.record = self._open(pa.PA_STREAM_RECORD, source, record)
+        pa.settle(self.lib, self.record, self.play, block, rate)
+        self.latencies: list[float] = []  # seconds: the loop's own buffering at each step, play + record
+
+    def _open(self, direction: int, device: str, attr: pa._BufferAttr) -> int:
+        error = ctypes.c_int(0)
+        spec = pa._SampleSpec(pa.PA_SAMPLE_FLOAT32LE, self.rate, 1)
+        handle = self.lib.pa_simple_new(self.server, b"rtd-test", direction, device.encode(), b"loop", spec, None,
+                                        attr, ctypes.byref(error))  # fmt: skip
+        if not handle:
+            raise RuntimeError(f"cannot open {device}: {self.lib.pa_strerror(error.value).decode()}")
+        return handle
+
+    def latency(self, handle: int) -> float:
+        return self.lib.pa_simple_get_latency(handle, ctypes.byref(ctypes.c_int(0))) / 1e6
+
+    def run(self, signal: np.ndarray, record_seconds: float) -> np.ndarray:
+        """Play `signal` (then silence) and record for `record_seconds`; returns the recording."""
+        steps = int(record_seconds * self.rate) // self.block
+        padded = np.zeros(steps * self.block, np.float32)
+        padded[: min(len(signal), len(padded))] = signal[: len(padded)]
+        recording = np.zeros_like(padded)
+        error, size = ctypes.c_int(0), self.block * pa.BYTES
+        for k in range(steps):
+            out = padded[k * self.block : (k + 1) * self.block]
+            if self.lib.pa_simple_write(self.play, out.ctypes.data, size, ctypes.byref(error)) < 0:
+                raise RuntimeError(f"playing: {self.lib.pa_strerror(error.value).decode()}")
+            into = recording[k * self.block : (k + 1) * self.block]
+            if self.lib.pa_simple_read(self.record, into.ctypes.data, size, ctypes.byref(error)) < 0:
+                raise RuntimeError(f"recording: {self.lib.pa_strerror(error.value).decode()}")
+            self.latencies.append(self.latency(self.play) + self.latency(self.record))
+        return recording
+
+    def close(self) -> None:
+        for handle in (self.play, self.record):
+            self.lib.pa_simple_free(handle)

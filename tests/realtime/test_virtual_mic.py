@@ -1,0 +1,174 @@
+"""`denoise live --virtual-mic` through a real PulseAudio server that the tests start.
+
+The server (Debian's pulseaudio, on a private socket) has a null sink `mic` whose monitor stands in for the
+microphone; a test client plays into it and records from the virtual mic in lockstep, as a call program
+would, so what it hears can be timed against what it played.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_clean_failure, run_cli
+from helpers import finish
+
+from benchmarks.jack_loop import measure_delay, snr_db
+from benchmarks.pulse_server import MIC_SOURCE, PulseLoop, PulseServer
+from realtime import pulse_stream
+from realtime.audio_io import read_audio, resample
+from realtime.files import Settings, SignalProcessor
+
+RATE = 48000
+APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
+
+
+@pytest.fixture(scope="module")
+def pulse() -> PulseServer:
+    with PulseServer(RATE) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def noisy48(example_noisy: Path) -> np.ndarray:
+    audio, _ = read_audio(example_noisy, mono=True)
+    return resample(audio, 16000, RATE)
+
+
+def start_live(server: PulseServer, name: str, *args: str | float | Path) -> subprocess.Popen:
+    """`denoise live --virtual-mic NAME` from the server's `mic`, with the JACK tests' generous headroom."""
+    cmd = [sys.executable, "-m", "realtime.cli", "live", "--virtual-mic", name, "--input", MIC_SOURCE]
+    cmd += ["--headroom", "4", *map(str, args)]
+    return subprocess.Popen(cmd, env={**server.env, "PYTHONFAULTHANDLER": "1"}, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for(server: PulseServer, name: str, proc: subprocess.Popen | None = None, present: bool = True) -> None:
+    deadline = time.monotonic() + APPEAR_TIMEOUT_S
+    while (name in server.names("sources")) != present:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"denoise live exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"source {name} still {'absent' if present else 'present'} after {APPEAR_TIMEOUT_S} s")
+        time.sleep(0.1)
+
+
+def wait_streaming(server: PulseServer, proc: subprocess.Popen) -> None:
+    """Until live's stream into the virtual mic runs (a signal before then interrupts the start: exit 130)."""
+    deadline = time.monotonic() + APPEAR_TIMEOUT_S
+    while "denoise live output" not in server.pactl("list", "sink-inputs").stdout:
+        assert proc.poll() is None and time.monotonic() < deadline, "live's stream did not start"
+        time.sleep(0.1)
+    time.sleep(pulse_stream.SETTLE_TIMEOUT_S)  # the stream settles before it streams
+
+
+def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
+    pulse: PulseServer, noisy48: np.ndarray, tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "live.json"
+    proc = start_live(pulse, "rtd-carry", "--duration", len(noisy48) / RATE + 4, "--json", summary_path)
+    wait_for(pulse, "rtd-carry", proc)
+    devices = run_cli("devices", env=pulse.env)
+    assert "virtual mic (sound-server source): rtd-carry" in devices.stdout, devices.stdout + devices.stderr
+    loop = PulseLoop(pulse, "rtd-carry", RATE)
+    try:
+        heard = loop.run(noisy48, len(noisy48) / RATE + 1.0)
+    finally:
+        loop.close()
+    code, err = finish(proc)
+    assert code == 0, err
+    summary = json.loads(summary_path.read_text())
+    assert summary["virtual_mic"] == "rtd-carry"
+    xruns = summary["xruns"]
+    assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
+
+    reference = SignalProcessor(RATE, 1, RATE, Settings()).push(noisy48[:, None], last=True)[:, 0]
+    delay = measure_delay(heard, reference, RATE)
+    reported = summary["latency_ms"]["total"] / 1000 * RATE  # live's own path, its device streams included
+    loop_own = float(np.median(loop.latencies)) * RATE  # the test client's buffers, in and out
+    assert abs(delay - (reported + loop_own)) <= summary["block_size"], (delay, reported, loop_own)
+    heard = heard[delay : delay + len(reference)]
+    assert snr_db(reference[: len(heard)], heard) > 15
+
+
+@pytest.mark.parametrize("way", ["duration", "sigint", "sigterm", "bad model", "no such source"])
+def test_the_virtual_mic_is_gone_after_each_way_of_exiting(pulse: PulseServer, way: str) -> None:
+    name = f"rtd-exit-{way.replace(' ', '-')}"
+    args: list[str | float] = ["--duration", 2 if way == "duration" else 60]
+    if way == "bad model":
+        args += ["--model", "/nonexistent/model.onnx"]
+    if way == "no such source":
+        args += ["--input", "no-such-source"]  # after start_live's own --input: the last one counts
+    proc = start_live(pulse, name, *args)
+    if way in ("sigint", "sigterm"):
+        wait_for(pulse, name, proc)
+        wait_streaming(pulse, proc)
+        proc.send_signal(signal.SIGINT if way == "sigint" else signal.SIGTERM)
+    code, err = finish(proc)
+    if way in ("bad model", "no such source"):
+        assert code == 2 and len(err.strip().splitlines()[-1:]) == 1, err
+        assert ("nonexistent" if way == "bad model" else "no-such-source") in err.strip().splitlines()[-1], err
+    else:
+        assert code == 0, err
+    assert name not in pulse.names("sources") and f"{name}.feed" not in pulse.names("sinks")
+
+
+def test_a_second_live_with_the_same_name_is_refused(pulse: PulseServer) -> None:
+    first = start_live(pulse, "rtd-twice", "--duration", 60)
+    wait_for(pulse, "rtd-twice", first)
+    try:
+        message = assert_clean_failure(run_cli("live", "--virtual-mic", "rtd-twice", "--duration", "1", env=pulse.env))
+        assert f"in use by another denoise live (pid {first.pid})" in message, message
+        assert first.poll() is None and "rtd-twice" in pulse.names("sources")
+    finally:
+        first.send_signal(signal.SIGINT)
+        code, err = finish(first)
+    assert code == 0, err
+    assert "rtd-twice" not in pulse.names("sources")
+
+
+def test_a_killed_lives_virtual_mic_is_reclaimed_by_the_next(pulse: PulseServer) -> None:
+    killed = start_live(pulse, "rtd-killed", "--duration", 60)
+    wait_for(pulse, "rtd-killed", killed)
+    killed.kill()  # SIGKILL: no chance to clean up
+    killed.communicate()
+    assert "rtd-killed" in pulse.names("sources")
+    code, err = finish(start_live(pulse, "rtd-killed", "--duration", 1))
+    assert code == 0, err
+    assert "rtd-killed" not in pulse.names("sources") and "rtd-killed.feed" not in pulse.names("sinks")
+
+
+def test_a_lost_sound_server_ends_live_with_a_clear_message(tmp_path: Path) -> None:
+    summary_path = tmp_path / "live.json"
+    with PulseServer(RATE) as server:
+        proc = start_live(server, "rtd-lost", "--duration", 60, "--json", summary_path)
+        wait_for(server, "rtd-lost", proc)
+        time.sleep(0.5)
+    code, err = finish(proc, timeout=40)
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith("denoise: the audio stream stopped"), err
+    assert json.loads(summary_path.read_text())["duration_s"] < 30
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--virtual-mic", "no spaces"), "letters, digits"),
+        (("--virtual-mic", "rtd", "--channel", "1"), "--channel"),
+    ],
+)
+def test_bad_virtual_mic_options_fail_cleanly(pulse: PulseServer, args: tuple[str, ...], expected: str) -> None:
+    message = assert_clean_failure(run_cli("live", "--duration", "1", *args, env=pulse.env))
+    assert expected in message, message
+
+
+def test_no_sound_server_is_a_one_line_error(tmp_path: Path) -> None:
+    message = assert_clean_failure(run_cli("live", "--virtual-mic", "--duration", "1",
+                                           env={"PULSE_SERVER": f"unix:{tmp_path / 'none'}"}))  # fmt: skip
+    assert "pactl" in message, message
