@@ -23,6 +23,7 @@ from pathlib import Path
 import jack
 import numpy as np
 
+from benchmarks import processes
 from realtime.devices import JACK_CLIENT
 
 READY_TIMEOUT_S = 10.0
@@ -82,13 +83,7 @@ class JackServer:
 
     def stop(self) -> None:
         """Terminate the server (idempotent)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
 

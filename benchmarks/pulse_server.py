@@ -20,12 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import processes
 from realtime import pulse_stream as pa
+from realtime.live import realtime_thread
 
 READY_TIMEOUT_S = 20.0
 MIC = "mic"  # the null sink whose monitor is the test's microphone
 MIC_SOURCE = f"{MIC}.monitor"
-PLAY_BLOCKS = 10  # the test client's playback buffer, blocks
+PLAY_BLOCKS = 30  # the test client's playback buffer, blocks
 
 
 class PulseServer:
@@ -83,16 +85,9 @@ class PulseServer:
 
     def stop(self) -> None:
         """Terminate the server (idempotent)."""
-        if getattr(self, "_silence", None) is not None and self._silence.poll() is None:
-            self._silence.kill()
-            self._silence.wait()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if getattr(self, "_silence", None) is not None:
+            processes.stop(self._silence)
+        processes.stop(self.process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> PulseServer:
@@ -137,8 +132,13 @@ class PulseLoop:
         padded = np.zeros(steps * self.block, np.float32)
         padded[: min(len(signal), len(padded))] = signal[: len(padded)]
         recording = np.zeros_like(padded)
+        with realtime_thread(1):  # a stall of this client's own would shift what live hears
+            self._lockstep(padded, recording)
+        return recording
+
+    def _lockstep(self, padded: np.ndarray, recording: np.ndarray) -> None:
         error, size = ctypes.c_int(0), self.block * pa.BYTES
-        for k in range(steps):
+        for k in range(len(padded) // self.block):
             out = padded[k * self.block : (k + 1) * self.block]
             if self.lib.pa_simple_write(self.play, out.ctypes.data, size, ctypes.byref(error)) < 0:
                 raise RuntimeError(f"playing: {self.lib.pa_strerror(error.value).decode()}")
@@ -146,7 +146,6 @@ class PulseLoop:
             if self.lib.pa_simple_read(self.record, into.ctypes.data, size, ctypes.byref(error)) < 0:
                 raise RuntimeError(f"recording: {self.lib.pa_strerror(error.value).decode()}")
             self.latencies.append(self.latency(self.play) + self.latency(self.record))
-        return recording
 
     def close(self) -> None:
         for handle in (self.play, self.record):
