@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -189,9 +190,10 @@ def evaluate(
     metrics: tuple[str, ...] = METRICS,
     max_delay: int = 0,
     jobs: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Report:
-    """Score (name, clean path or None, enhanced path) triples, in parallel processes."""
+    """Score (name, clean path or None, enhanced path) triples, in parallel processes; `progress`: a bar on
+    stderr (default: when stderr is a terminal)."""
     from tqdm import tqdm
 
     tasks = [(name, c, e, metrics, max_delay) for name, c, e in pairs]
@@ -203,7 +205,7 @@ def evaluate(
                 total=len(tasks),
                 desc="scoring",
                 unit="file",
-                disable=not progress,
+                disable=not (sys.stderr.isatty() if progress is None else progress),  # no bars in logs
             )
         )
     return Report(metrics, results)

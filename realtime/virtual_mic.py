@@ -93,7 +93,7 @@ class VirtualMic:
 
     def create(self) -> None:
         """Load the modules, after reclaiming those of a killed owner; refused while another owner runs."""
-        self._reclaim()
+        self._prepare()
         held = DeferredInterrupts()  # a Ctrl-C between loading a module and noting it would leak it
         held.start()
         try:
@@ -133,9 +133,12 @@ class VirtualMic:
         except AudioError as exc:
             raise AudioError(f"cannot create the virtual mic '{self.name}': {module}: {exc}") from None
 
-    def _reclaim(self) -> None:
+    def _prepare(self) -> None:
+        """Check the monitor sink; refuse a name in use; reclaim the modules of a killed owner."""
         sources = {s["name"]: s for s in listing("sources")}
         sinks = {s["name"]: s for s in listing("sinks")}
+        if self.monitor not in (None, "default") and self.monitor not in sinks:
+            raise AudioError(f"--output: the sound server has no sink '{self.monitor}' (see pactl list short sinks)")
         if self.name not in sources and self.sink not in sinks:
             return
         pid = owner(sources[self.name]) if self.name in sources else None

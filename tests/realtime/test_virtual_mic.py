@@ -23,7 +23,10 @@ from benchmarks.jack_loop import measure_delay, snr_db
 from benchmarks.pulse_server import MIC_SOURCE, PulseLoop, PulseServer
 from realtime import pulse_stream
 from realtime.audio_io import read_audio, resample
+from realtime.engine import Denoiser
 from realtime.files import Settings, SignalProcessor
+from realtime.gate import VoiceGate
+from realtime.live import Chain
 
 RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
@@ -65,15 +68,16 @@ def wait_streaming(server: PulseServer, proc: subprocess.Popen) -> None:
     while "denoise live output" not in server.pactl("list", "sink-inputs").stdout:
         assert proc.poll() is None and time.monotonic() < deadline, "live's stream did not start"
         time.sleep(0.1)
-    time.sleep(pulse_stream.SETTLE_TIMEOUT_S)  # the stream settles before it streams
+    time.sleep(pulse_stream.SETTLE_TIMEOUT_S + 1)  # it settles (reading and dropping its input) before it streams
 
 
 def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     pulse: PulseServer, noisy48: np.ndarray, tmp_path: Path
 ) -> None:
     summary_path = tmp_path / "live.json"
-    proc = start_live(pulse, "rtd-carry", "--duration", len(noisy48) / RATE + 4, "--json", summary_path)
+    proc = start_live(pulse, "rtd-carry", "--duration", 120, "--json", summary_path)  # stopped with Ctrl-C
     wait_for(pulse, "rtd-carry", proc)
+    wait_streaming(pulse, proc)
     devices = run_cli("devices", env=pulse.env)
     assert "virtual mic (sound-server source): rtd-carry" in devices.stdout, devices.stdout + devices.stderr
     loop = PulseLoop(pulse, "rtd-carry", RATE)
@@ -81,6 +85,7 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
         heard = loop.run(noisy48, len(noisy48) / RATE + 1.0)
     finally:
         loop.close()
+        proc.send_signal(signal.SIGINT)
     code, err = finish(proc)
     assert code == 0, err
     summary = json.loads(summary_path.read_text())
@@ -95,6 +100,41 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     assert abs(delay - (reported + loop_own)) <= summary["block_size"], (delay, reported, loop_own)
     heard = heard[delay : delay + len(reference)]
     assert snr_db(reference[: len(heard)], heard) > 15
+
+
+def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
+    pulse: PulseServer, example_clean: Path, tmp_path: Path
+) -> None:
+    """Speech, 1.5 s of digital silence, speech again: a call hears zeros in the pause once the hold and the
+    release are over, the speech on either side as live's chain makes it, and no step bigger than the speech's."""
+    speech = resample(read_audio(example_clean, mono=True)[0], 16000, RATE)[: 2 * RATE]
+    pause = int(1.5 * RATE)
+    played = np.concatenate([speech, np.zeros(pause, np.float32), speech])
+    summary_path = tmp_path / "live.json"
+    args = ("--gate-db", "-50", "--gate-hold-ms", "200", "--duration", 120, "--json", summary_path)  # until Ctrl-C
+    proc = start_live(pulse, "rtd-gate", *args)
+    wait_streaming(pulse, proc)
+    loop = PulseLoop(pulse, "rtd-gate", RATE)
+    try:
+        heard = loop.run(played, len(played) / RATE + 1.0)
+    finally:
+        loop.close()
+        proc.send_signal(signal.SIGINT)
+    code, err = finish(proc)
+    assert code == 0, err
+    summary = json.loads(summary_path.read_text())
+    chain = Chain(Denoiser(block_size=32), RATE, gate=VoiceGate(-50, hold_ms=200))
+    expected = chain.process(played)  # what live's chain makes of it, gate included
+    delay = measure_delay(heard, expected[: len(speech)], RATE)
+    heard = heard[delay : delay + len(expected)]
+    closed_from = len(speech) + int(0.2 * RATE) + int(0.05 * RATE)  # hold, then the 20 ms release and slack
+    assert np.all(heard[closed_from : len(speech) + pause] == 0.0), "the gate let the pause through"
+    onset = len(speech) + pause
+    for part in (slice(0, len(speech)), slice(onset, len(expected))):  # each aligned on its own: a missed
+        lag = measure_delay(heard[part.start :], expected[part], RATE // 50)  # server cycle may shift one
+        assert snr_db(expected[part], heard[part.start + lag : part.stop + lag]) > 15, (part, lag)
+    assert np.abs(np.diff(heard)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
+    assert summary["gate"]["closed_s"] > 1.0, summary["gate"]
 
 
 @pytest.mark.parametrize("way", ["duration", "sigint", "sigterm", "bad model", "no such source"])
@@ -161,6 +201,7 @@ def test_a_lost_sound_server_ends_live_with_a_clear_message(tmp_path: Path) -> N
     [
         (("--virtual-mic", "no spaces"), "letters, digits"),
         (("--virtual-mic", "rtd", "--channel", "1"), "--channel"),
+        (("--virtual-mic", "rtd", "--output", "no-such-sink"), "no sink 'no-such-sink'"),
     ],
 )
 def test_bad_virtual_mic_options_fail_cleanly(pulse: PulseServer, args: tuple[str, ...], expected: str) -> None:
