@@ -1,0 +1,133 @@
+"""`denoise bench virtual-mic`: a soak of `denoise live --virtual-mic` through a private PulseAudio server.
+
+A client plays the noisy example, looped, into the server's `mic` and records the virtual mic in lockstep
+for `--seconds`; every minute a 10 s window of what it heard is aligned with what `denoise file` makes of the
+same signal. The delay per window shows drift (it must stay put), the match shows that the stream stays
+the model's output, and live's own summary gives its xruns and the latency it reports, which the measured
+delay must equal once the client's own buffers are taken off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.jack_loop import measure_delay, snr_db
+from benchmarks.pulse_server import MIC_SOURCE, PulseLoop, PulseServer
+from benchmarks.report import header, header_markdown
+from realtime.audio_io import read_audio, resample
+from realtime.errors import EXIT_OK
+from realtime.files import Settings, SignalProcessor
+from realtime.model_file import default_model_path, write_json_atomic
+
+RATE = 48000
+NAME = "rtd-soak"
+WINDOW_S = 10.0
+SEARCH_S = 0.5  # the delay is looked for this far around the reported one
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("virtual-mic", help="soak denoise live --virtual-mic", description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=600.0, help="how long to stream (default 600)")
+    p.add_argument("--headroom", type=int, default=1, help="live's --headroom (default 1, live's own default)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/virtual-mic.md"))
+    p.set_defaults(run=run)
+
+
+def looped_example(seconds: float) -> np.ndarray:
+    audio, _ = read_audio(default_model_path().parent / "example_noisy.flac", mono=True)
+    audio = resample(audio, 16000, RATE)
+    return np.tile(audio, int(np.ceil(seconds * RATE / len(audio))))[: int(seconds * RATE)]
+
+
+def soak(seconds: float, headroom: int) -> dict[str, Any]:
+    signal = looped_example(seconds)
+    with tempfile.TemporaryDirectory() as scratch, PulseServer(RATE) as server:
+        summary_path = Path(scratch) / "live.json"
+        cmd = [sys.executable, "-m", "realtime.cli", "live", "--virtual-mic", NAME, "--input", MIC_SOURCE]
+        cmd += ["--headroom", str(headroom), "--duration", f"{seconds + 15:g}", "--json", str(summary_path)]
+        live = subprocess.Popen(cmd, env=server.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while "denoise live output" not in server.pactl("list", "sink-inputs").stdout:
+            if live.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"denoise live did not start: {live.communicate()[1][-2000:]}")
+            time.sleep(0.1)
+        time.sleep(6)  # its stream settles first
+        loop = PulseLoop(server, NAME, RATE)
+        try:
+            heard = loop.run(signal, seconds + 1.0)
+        finally:
+            loop.close()
+        live.send_signal(2)  # Ctrl-C
+        _, err = live.communicate(timeout=60)
+        if live.returncode != 0:
+            raise RuntimeError(f"denoise live exited with {live.returncode}: {err[-2000:]}")
+        summary = json.loads(summary_path.read_text())
+    reference = SignalProcessor(RATE, 1, RATE, Settings()).push(signal[:, None], last=True)[:, 0]
+    loop_own = float(np.median(loop.latencies)) * RATE
+    expected = summary["latency_ms"]["total"] / 1000 * RATE + loop_own
+    windows = []
+    for start_s in np.arange(0.0, seconds - WINDOW_S + 1e-9, 60.0):
+        a, n = int(start_s * RATE), int(WINDOW_S * RATE)
+        low = max(0, a + int(expected) - int(SEARCH_S * RATE))
+        delay = low + measure_delay(heard[low:], reference[a : a + n], 2 * int(SEARCH_S * RATE)) - a
+        windows.append({"start_s": float(start_s), "delay_ms": delay / RATE * 1000,
+                        "snr_db": snr_db(reference[a : a + n], heard[a + delay : a + delay + n])})  # fmt: skip
+    return {
+        "seconds": seconds,
+        "headroom": headroom,
+        "windows": windows,
+        "drift_ms": windows[-1]["delay_ms"] - windows[0]["delay_ms"],
+        "expected_delay_ms": expected / RATE * 1000,
+        "loop_own_ms": loop_own / RATE * 1000,
+        "live": {k: summary[k] for k in ("latency_ms", "xruns", "corrections_frames", "rtf", "blocks", "block_size")},
+    }
+
+
+def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
+    live, lat = result["live"], result["live"]["latency_ms"]
+    delays = [w["delay_ms"] for w in result["windows"]]
+    lines = header_markdown("Virtual mic soak", head)
+    lines += [
+        f"`denoise live --virtual-mic --headroom {result['headroom']}` for {result['seconds']:.0f} s from a private "
+        "PulseAudio server's null sink (the microphone) to a client recording the virtual mic in lockstep "
+        "(`benchmarks/virtual_mic.py`).",
+        "",
+        f"**Drift {result['drift_ms']:+.3f} ms over the run** (delay range {min(delays):.3f} .. {max(delays):.3f} ms); "
+        f"live's xruns {live['xruns']['total']} (device {live['xruns']['device']}, underruns "
+        f"{live['xruns']['underruns']}, overruns {live['xruns']['overruns']}, lost output "
+        f"{live['xruns']['lost_output']}); RTF {live['rtf']:.3f}.",
+        "",
+        f"Latency live reports: {lat['total']:.2f} ms = algorithmic {lat['algorithmic']:.2f} + buffering "
+        f"{lat['buffering']:.2f} + device {lat['device']:.2f} (input {lat['device_parts']['input']:.2f}, output "
+        f"{lat['device_parts']['output']:.2f}, as measured by the server at the end). The recording client's own "
+        f"buffers add {result['loop_own_ms']:.2f} ms, so it should hear the stream "
+        f"{result['expected_delay_ms']:.2f} ms late.",
+        "",
+        "| window start, s | measured delay, ms | minus expected, ms | match with `denoise file`, dB SNR |",
+        "|---|---|---|---|",
+    ]
+    for w in result["windows"]:
+        lines.append(
+            f"| {w['start_s']:.0f} | {w['delay_ms']:.3f} | {w['delay_ms'] - result['expected_delay_ms']:+.3f} "
+            f"| {w['snr_db']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    head = header("live: onnxruntime intra-op 1")
+    result = soak(args.seconds, args.headroom)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out.with_suffix(".json"), {"header": head, **result})
+    args.out.write_text(markdown(head, result))
+    print(f"drift {result['drift_ms']:+.3f} ms, xruns {result['live']['xruns']['total']}: {args.out}", file=sys.stderr)
+    return EXIT_OK
