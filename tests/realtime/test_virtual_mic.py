@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,24 +72,40 @@ def wait_streaming(server: PulseServer, proc: subprocess.Popen) -> None:
     time.sleep(pulse_stream.SETTLE_TIMEOUT_S + 1)  # it settles (reading and dropping its input) before it streams
 
 
-def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
-    pulse: PulseServer, noisy48: np.ndarray, tmp_path: Path
-) -> None:
-    summary_path = tmp_path / "live.json"
-    proc = start_live(pulse, "rtd-carry", "--duration", 120, "--json", summary_path)  # stopped with Ctrl-C
-    wait_for(pulse, "rtd-carry", proc)
-    wait_streaming(pulse, proc)
-    devices = run_cli("devices", env=pulse.env)
-    assert "virtual mic (sound-server source): rtd-carry" in devices.stdout, devices.stdout + devices.stderr
-    loop = PulseLoop(pulse, "rtd-carry", RATE)
+def through_virtual_mic(
+    server: PulseServer,
+    name: str,
+    played: np.ndarray,
+    summary_path: Path,
+    *args: str,
+    while_streaming: Callable[[], None] = lambda: None,
+) -> tuple[np.ndarray, PulseLoop, dict]:
+    """Play `played` into `mic` through `denoise live --virtual-mic NAME ARGS` and record the virtual mic; live
+    is stopped with Ctrl-C after it. (what was heard, the test client, live's summary)"""
+    proc = start_live(server, name, "--duration", 120, "--json", summary_path, *args)
+    wait_streaming(server, proc)
+    while_streaming()
+    loop = PulseLoop(server, name, RATE)
     try:
-        heard = loop.run(noisy48, len(noisy48) / RATE + 1.0)
+        heard = loop.run(played, len(played) / RATE + 1.0)
     finally:
         loop.close()
         proc.send_signal(signal.SIGINT)
     code, err = finish(proc)
     assert code == 0, err
-    summary = json.loads(summary_path.read_text())
+    return heard, loop, json.loads(summary_path.read_text())
+
+
+def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
+    pulse: PulseServer, noisy48: np.ndarray, tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "live.json"
+
+    def listed() -> None:
+        devices = run_cli("devices", env=pulse.env)
+        assert "virtual mic (sound-server source): rtd-carry" in devices.stdout, devices.stdout + devices.stderr
+
+    heard, loop, summary = through_virtual_mic(pulse, "rtd-carry", noisy48, summary_path, while_streaming=listed)
     assert summary["virtual_mic"] == "rtd-carry"
     xruns = summary["xruns"]
     assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
@@ -111,18 +128,9 @@ def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
     pause = int(1.5 * RATE)
     played = np.concatenate([speech, np.zeros(pause, np.float32), speech])
     summary_path = tmp_path / "live.json"
-    args = ("--gate-db", "-50", "--gate-hold-ms", "200", "--duration", 120, "--json", summary_path)  # until Ctrl-C
-    proc = start_live(pulse, "rtd-gate", *args)
-    wait_streaming(pulse, proc)
-    loop = PulseLoop(pulse, "rtd-gate", RATE)
-    try:
-        heard = loop.run(played, len(played) / RATE + 1.0)
-    finally:
-        loop.close()
-        proc.send_signal(signal.SIGINT)
-    code, err = finish(proc)
-    assert code == 0, err
-    summary = json.loads(summary_path.read_text())
+    heard, _, summary = through_virtual_mic(
+        pulse, "rtd-gate", played, summary_path, "--gate-db", "-50", "--gate-hold-ms", "200"
+    )
     chain = Chain(Denoiser(block_size=32), RATE, gate=VoiceGate(-50, hold_ms=200))
     expected = chain.process(played)  # what live's chain makes of it, gate included
     delay = measure_delay(heard, expected[: len(speech)], RATE)
