@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -83,18 +84,34 @@ def block_sizes(opts: LiveOptions, source: Device, rate: int) -> tuple[int, int]
     return block, block
 
 
+@contextlib.contextmanager
+def c_stderr_silenced() -> Iterator[None]:
+    """Discard what C libraries write on the process's stderr meanwhile: PortAudio's ALSA host API prints every
+    failed check of a stream it cannot open, which would bury live's one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def open_stream(bridge: Bridge, source: Device, sink: Device, in_channels: int, blocksize: int) -> Any:
     sd = portaudio()
     try:
-        return sd.Stream(
-            samplerate=bridge.chain.rate,
-            blocksize=blocksize,
-            device=(source.index, sink.index),
-            channels=(in_channels, sink.outputs),
-            dtype="float32",
-            latency="low",
-            callback=bridge.callback,
-        )
+        with c_stderr_silenced():
+            return sd.Stream(
+                samplerate=bridge.chain.rate,
+                blocksize=blocksize,
+                device=(source.index, sink.index),
+                channels=(in_channels, sink.outputs),
+                dtype="float32",
+                latency="low",
+                callback=bridge.callback,
+            )
     except (sd.PortAudioError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AudioError(

@@ -31,6 +31,7 @@ from realtime.live import Chain
 
 RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
+SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +112,27 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
 
     reference = SignalProcessor(RATE, 1, RATE, Settings()).push(noisy48[:, None], last=True)[:, 0]
-    delay = measure_delay(heard, reference, RATE)
+    delay = measure_delay(heard, reference[:RATE], RATE)  # the first second: before any input was dropped
     reported = summary["latency_ms"]["total"] / 1000 * RATE  # live's own path, its device streams included
     loop_own = float(np.median(loop.latencies)) * RATE  # the test client's buffers, in and out
     assert abs(delay - (reported + loop_own)) <= summary["block_size"], (delay, reported, loop_own)
-    heard = heard[delay : delay + len(reference)]
-    assert snr_db(reference[: len(heard)], heard) > 15
+    assert_matches(heard, reference, delay, summary)
+
+
+def assert_matches(
+    heard: np.ndarray, expected: np.ndarray, delay: int, summary: dict, part: slice = slice(None)
+) -> None:
+    """`heard` is `expected` delayed by `delay`, half-second window by window, each aligned on its own: where
+    live dropped queued input (a device xrun it counts) the rest comes that much earlier, so a window across
+    a drop may not match, and only as many as live counted drops."""
+    start, stop, _ = part.indices(len(expected))
+    window, mismatched = RATE // 2, 0
+    for a in range(start, stop - window + 1, window):
+        low = max(0, a + delay - SHIFT)
+        lag = low + measure_delay(heard[low:], expected[a : a + window], 2 * SHIFT)
+        if snr_db(expected[a : a + window], heard[lag : lag + window]) <= 15:
+            mismatched += 1
+    assert mismatched <= summary["xruns"]["device"], (mismatched, summary["xruns"])
 
 
 def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
@@ -134,14 +150,13 @@ def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
     chain = Chain(Denoiser(block_size=32), RATE, gate=VoiceGate(-50, hold_ms=200))
     expected = chain.process(played)  # what live's chain makes of it, gate included
     delay = measure_delay(heard, expected[: len(speech)], RATE)
-    heard = heard[delay : delay + len(expected)]
+    aligned = heard[delay : delay + len(expected)]
     closed_from = len(speech) + int(0.2 * RATE) + int(0.05 * RATE)  # hold, then the 20 ms release and slack
-    assert np.all(heard[closed_from : len(speech) + pause] == 0.0), "the gate let the pause through"
+    assert np.all(aligned[closed_from : len(speech) + pause] == 0.0), "the gate let the pause through"
     onset = len(speech) + pause
-    for part in (slice(0, len(speech)), slice(onset, len(expected))):  # each aligned on its own: a missed
-        lag = measure_delay(heard[part.start :], expected[part], RATE // 50)  # server cycle may shift one
-        assert snr_db(expected[part], heard[part.start + lag : part.stop + lag]) > 15, (part, lag)
-    assert np.abs(np.diff(heard)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
+    for part in (slice(0, len(speech)), slice(onset, len(expected))):
+        assert_matches(heard, expected, delay, summary, part)
+    assert np.abs(np.diff(aligned)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
     assert summary["gate"]["closed_s"] > 1.0, summary["gate"]
 
 
