@@ -250,8 +250,9 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     assert match > floor - 3, (match, floor)
 
     start = measure_delay(recorded_in, noisy48, len(recorded_in) - len(noisy48))
-    # Sample for sample what the device captured and played, but for periods a late test client missed.
-    glitches = 2 * len(culprits)
+    # Sample for sample what the device captured and played, but for periods a late test client missed: a cycle
+    # the server logged late can spoil the period it was in and one on either side (seen once in CI: 3 for 1).
+    glitches = 3 * len(culprits)
     assert differing_periods(recorded_in[start : start + len(noisy48)], noisy48) <= glitches
     played = recorded_out[start + delay : start + delay + len(ref)]
     assert differing_periods(played, loop.recording[delay : delay + len(ref)]) <= glitches
