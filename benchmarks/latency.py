@@ -102,7 +102,8 @@ def measure(
     period: int, options: dict[str, int], seconds: float, rate: int, signal: np.ndarray, reference: np.ndarray
 ) -> dict:
     """One `denoise live` run through a fresh JACK dummy server; the delay of every repeat of `signal`."""
-    from benchmarks.jack_loop import JackServer, Loop, measure_delay
+    from benchmarks.alignment import measure_delay
+    from benchmarks.jack_loop import JackServer, Loop
 
     n, max_lag = len(signal), rate // 10
     with JackServer(rate, period) as server, tempfile.TemporaryDirectory(prefix="rtd-latency-") as scratch:

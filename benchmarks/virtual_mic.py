@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.jack_loop import measure_delay, snr_db
+from benchmarks.alignment import measure_delay, snr_db
 from benchmarks.pulse_server import MIC_SOURCE, PulseLoop, PulseServer
 from benchmarks.report import header, header_markdown
 from realtime.audio_io import read_audio, resample

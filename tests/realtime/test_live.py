@@ -23,7 +23,8 @@ import soundfile as sf
 from conftest import assert_clean_failure, run_cli
 from helpers import finish
 
-from benchmarks.jack_loop import JackServer, Loop, measure_delay, snr_db
+from benchmarks.alignment import measure_delay, snr_db
+from benchmarks.jack_loop import JackServer, Loop
 from realtime.audio_io import read_audio, resample
 from realtime.engine import Denoiser
 from realtime.files import Settings, SignalProcessor

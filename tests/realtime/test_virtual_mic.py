@@ -20,7 +20,7 @@ import pytest
 from conftest import assert_clean_failure, run_cli
 from helpers import finish
 
-from benchmarks.jack_loop import measure_delay, snr_db
+from benchmarks.alignment import measure_delay, snr_db
 from benchmarks.pulse_server import MIC_SOURCE, PulseLoop, PulseServer
 from realtime import pulse_stream
 from realtime.audio_io import read_audio, resample
