@@ -8,7 +8,6 @@ none), so the player keeps a low-latency stream on it from before live starts re
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
@@ -102,29 +101,15 @@ class PulseLoop:
     server's clock: the offset between the two is the path's latency plus the loop's own buffers."""
 
     def __init__(self, server: PulseServer, source: str, rate: int = 48000, block: int = 480) -> None:
-        self.lib, self.rate, self.block = pa._library(), rate, block
-        none, size = 0xFFFFFFFF, block * pa.BYTES
-        self.server = server.env["PULSE_SERVER"].encode()
+        self.rate, self.block = rate, block
+        address = server.env["PULSE_SERVER"]
         # a deep playback buffer: this test client runs without real-time priority, and an underrun of its own
         # would shift what live hears
-        play = pa._BufferAttr(maxlength=none, tlength=PLAY_BLOCKS * size, prebuf=size, minreq=size, fragsize=none)
-        record = pa._BufferAttr(maxlength=none, tlength=none, prebuf=none, minreq=none, fragsize=size)
-        self.play = self._open(pa.PA_STREAM_PLAYBACK, MIC, play)
-        self.record = self._open(pa.PA_STREAM_RECORD, source, record)
-        pa.settle(self.lib, self.record, self.play, block, rate)
+        play = pa.buffer_attr(tlength=PLAY_BLOCKS * block, prebuf=block, minreq=block)
+        self.play = pa.Connection(False, MIC, "loop", rate, play, client="rtd-test", server=address)
+        self.record = pa.Connection(True, source, "loop", rate, pa.buffer_attr(fragsize=block), "rtd-test", address)
+        pa.settle(self.record, self.play, block, rate)
         self.latencies: list[float] = []  # seconds: the loop's own buffering at each step, play + record
-
-    def _open(self, direction: int, device: str, attr: pa._BufferAttr) -> int:
-        error = ctypes.c_int(0)
-        spec = pa._SampleSpec(pa.PA_SAMPLE_FLOAT32LE, self.rate, 1)
-        handle = self.lib.pa_simple_new(self.server, b"rtd-test", direction, device.encode(), b"loop", spec, None,
-                                        attr, ctypes.byref(error))  # fmt: skip
-        if not handle:
-            raise RuntimeError(f"cannot open {device}: {self.lib.pa_strerror(error.value).decode()}")
-        return handle
-
-    def latency(self, handle: int) -> float:
-        return self.lib.pa_simple_get_latency(handle, ctypes.byref(ctypes.c_int(0))) / 1e6
 
     def run(self, signal: np.ndarray, record_seconds: float) -> np.ndarray:
         """Play `signal` (then silence) and record for `record_seconds`; returns the recording."""
@@ -137,16 +122,13 @@ class PulseLoop:
         return recording
 
     def _lockstep(self, padded: np.ndarray, recording: np.ndarray) -> None:
-        error, size = ctypes.c_int(0), self.block * pa.BYTES
         for k in range(len(padded) // self.block):
-            out = padded[k * self.block : (k + 1) * self.block]
-            if self.lib.pa_simple_write(self.play, out.ctypes.data, size, ctypes.byref(error)) < 0:
-                raise RuntimeError(f"playing: {self.lib.pa_strerror(error.value).decode()}")
-            into = recording[k * self.block : (k + 1) * self.block]
-            if self.lib.pa_simple_read(self.record, into.ctypes.data, size, ctypes.byref(error)) < 0:
-                raise RuntimeError(f"recording: {self.lib.pa_strerror(error.value).decode()}")
-            self.latencies.append(self.latency(self.play) + self.latency(self.record))
+            if not self.play.write(padded[k * self.block : (k + 1) * self.block]):
+                raise RuntimeError(f"playing: {self.play.reason()}")
+            if not self.record.read(recording[k * self.block : (k + 1) * self.block]):
+                raise RuntimeError(f"recording: {self.record.reason()}")
+            self.latencies.append(self.play.latency() + self.record.latency())
 
     def close(self) -> None:
-        for handle in (self.play, self.record):
-            self.lib.pa_simple_free(handle)
+        self.play.close()
+        self.record.close()

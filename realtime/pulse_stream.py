@@ -10,8 +10,10 @@ duplex streams ran at about half speed on the machine this was written on.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +29,8 @@ PA_STREAM_PLAYBACK, PA_STREAM_RECORD = 1, 2
 PA_SAMPLE_FLOAT32LE = 5
 BYTES = 4  # float32 mono
 PLAYBACK_BLOCKS = 2  # the sink's target buffer, in blocks: one being played, one queued
-MAX_BACKLOG_BLOCKS = 4  # more input than this waiting in the source's stream is dropped (latency stays bounded)
+MAX_BACKLOG_BLOCKS = 4  # more input than this waiting in the source's stream at every check of ...
+PERSIST_CHECKS = 10  # ... this many in a row is dropped: latency stays bounded, and a burst passes untouched
 CHECK_BLOCKS = 10  # blocks between checks of the streams' latencies
 SETTLE_BLOCKS = 20  # start() waits for this many blocks in a row served on time ...
 SETTLE_TIMEOUT_S = 5.0  # ... or this long
@@ -50,7 +53,16 @@ class _BufferAttr(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint32) for name in ("maxlength", "tlength", "prebuf", "minreq", "fragsize")]
 
 
-def _library() -> ctypes.CDLL:
+def buffer_attr(**frames: int) -> _BufferAttr:
+    """Buffer metrics in frames of float32 mono (maxlength, tlength, prebuf, minreq, fragsize); the ones not
+    given are the server's default."""
+    none = 0xFFFFFFFF  # (uint32_t) -1
+    return _BufferAttr(*(frames[name] * BYTES if name in frames else none for name, _ in _BufferAttr._fields_))
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """libpulse-simple, with the signatures of what is used of it."""
     path = ctypes.util.find_library("pulse-simple")
     if path is None:
         raise AudioError("--virtual-mic needs libpulse-simple (Debian: libpulse0)")
@@ -76,18 +88,63 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def settle(lib: ctypes.CDLL, record: int, playback: int, block: int, rate: int) -> None:
+class Connection:
+    """One mono float32 stream of libpulse-simple: recording from a source or playing into a sink."""
+
+    def __init__(
+        self, record: bool, device: str, name: str, rate: int, attr: _BufferAttr, client: str = "rtdenoise",
+        server: str | None = None,
+    ) -> None:  # fmt: skip
+        self._lib = library()
+        self._error = ctypes.c_int(0)
+        direction = PA_STREAM_RECORD if record else PA_STREAM_PLAYBACK
+        spec = _SampleSpec(PA_SAMPLE_FLOAT32LE, rate, 1)
+        self._handle = self._lib.pa_simple_new(
+            server.encode() if server else None, client.encode(), direction, device.encode(), name.encode(), spec,
+            None, attr, ctypes.byref(self._error),
+        )  # fmt: skip
+        if not self._handle:
+            raise AudioError(
+                f"cannot open the sound server's {'source' if record else 'sink'} '{device}': {self.reason()}"
+            )
+
+    def reason(self) -> str:
+        """The server's words for the last failure."""
+        return self._lib.pa_strerror(self._error.value).decode(errors="replace")
+
+    def read(self, frames: np.ndarray) -> bool:
+        """Fill `frames` (contiguous float32), waiting as long as it takes; False when the stream failed."""
+        return self._transfer(self._lib.pa_simple_read, frames)
+
+    def write(self, frames: np.ndarray) -> bool:
+        """Queue `frames` (contiguous float32), waiting while the buffer is full; False when the stream failed."""
+        return self._transfer(self._lib.pa_simple_write, frames)
+
+    def _transfer(self, function: Any, frames: np.ndarray) -> bool:
+        return function(self._handle, frames.ctypes.data, frames.nbytes, ctypes.byref(self._error)) >= 0
+
+    def latency(self) -> float:
+        """The server's latency of the stream now, seconds: how long a sample waits in it."""
+        return self._lib.pa_simple_get_latency(self._handle, ctypes.byref(ctypes.c_int(0))) / 1e6
+
+    def close(self) -> None:
+        if self._handle:
+            self._lib.pa_simple_free(self._handle)
+        self._handle = None
+
+
+def settle(record: Connection, playback: Connection, block: int, rate: int) -> None:
     """Pass silence from a fresh record stream to a fresh playback stream until the server serves both
     steadily. Fresh streams stall for a second or two (a null sink renders ahead while it has no client, and
     a monitor's first data comes late), which would otherwise shift the first seconds against the rest."""
-    silence, error = np.zeros(block, np.float32), ctypes.c_int(0)
+    silence = np.zeros(block, np.float32)
     steady, deadline = 0, time.monotonic() + SETTLE_TIMEOUT_S
     while steady < SETTLE_BLOCKS and time.monotonic() < deadline:
         began = time.monotonic()
-        if lib.pa_simple_read(record, silence.ctypes.data, silence.nbytes, ctypes.byref(error)) < 0:
+        if not record.read(silence):
             return  # the caller's first read reports it
         silence[:] = 0.0
-        if lib.pa_simple_write(playback, silence.ctypes.data, silence.nbytes, ctypes.byref(error)) < 0:
+        if not playback.write(silence):
             return
         steady = steady + 1 if time.monotonic() - began < 1.5 * block / rate else 0
 
@@ -104,43 +161,30 @@ class PulseStream:
         callback: Callable[[np.ndarray, np.ndarray, int, Any, Any], None],
         priority: int = 0,
     ) -> None:
-        self._lib = _library()
+        library()  # a missing library fails here
         self.rate, self.block, self.callback, self.priority = rate, block, callback, priority
         self.source, self.sink = source, sink
         self.latency = (block / rate, PLAYBACK_BLOCKS * block / rate)  # seconds in, out: asked for, then measured
         self.failure: str | None = None
-        self._record = self._playback = 0
+        self._record: Connection | None = None
+        self._playback: Connection | None = None
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._backlogs: collections.deque[float] = collections.deque(maxlen=PERSIST_CHECKS)
         self._connect()  # now, so that a missing source or sink is reported before anything starts
         self.close()
 
     def _connect(self) -> None:
         """Open both streams (the server starts recording at once: start() opens them again for that)."""
-        size, none = self.block * BYTES, 0xFFFFFFFF  # (uint32_t) -1: the server's default
-        record = _BufferAttr(maxlength=none, tlength=none, prebuf=none, minreq=none, fragsize=size)
-        target = PLAYBACK_BLOCKS * size
-        playback = _BufferAttr(maxlength=none, tlength=target, prebuf=target, minreq=size, fragsize=none)
-        self._record = self._open(PA_STREAM_RECORD, self.source, "denoise live input", record)
+        record = buffer_attr(fragsize=self.block)
+        target = PLAYBACK_BLOCKS * self.block
+        playback = buffer_attr(tlength=target, prebuf=target, minreq=self.block)
+        self._record = Connection(True, self.source, "denoise live input", self.rate, record)
         try:
-            self._playback = self._open(PA_STREAM_PLAYBACK, self.sink, "denoise live output", playback)
+            self._playback = Connection(False, self.sink, "denoise live output", self.rate, playback)
         except AudioError:
             self.close()
             raise
-
-    def _open(self, direction: int, device: str, stream: str, attr: _BufferAttr) -> int:
-        spec = _SampleSpec(PA_SAMPLE_FLOAT32LE, self.rate, 1)
-        error = ctypes.c_int(0)
-        handle = self._lib.pa_simple_new(
-            None, b"rtdenoise", direction, device.encode(), stream.encode(), spec, None, attr, ctypes.byref(error)
-        )
-        if not handle:
-            kind = "source" if direction == PA_STREAM_RECORD else "sink"
-            raise AudioError(f"cannot open the sound server's {kind} '{device}': {self._reason(error)}")
-        return handle
-
-    def _reason(self, error: ctypes.c_int) -> str:
-        return self._lib.pa_strerror(error.value).decode(errors="replace")
 
     @property
     def active(self) -> bool:
@@ -154,44 +198,52 @@ class PulseStream:
 
     def _run(self) -> None:
         set_realtime(self.priority)  # as PortAudio's callback thread under JACK
+        record, playback = self._record, self._playback
+        assert record is not None and playback is not None
         indata = np.zeros((self.block, 1), np.float32)
         outdata = np.zeros((self.block, 1), np.float32)
-        size, error = self.block * BYTES, ctypes.c_int(0)
         blocks, status = 0, _Status()
         while not self._stop:
             if blocks % CHECK_BLOCKS == 0:
                 status.input_overflow = self._bound_backlog()
-                self.latency = (self._latency(self._record), self._latency(self._playback))
+                self.latency = (record.latency(), playback.latency())
             blocks += 1
-            if self._lib.pa_simple_read(self._record, indata.ctypes.data, size, ctypes.byref(error)) < 0:
-                self.failure = f"reading the source: {self._reason(error)}"
+            if not record.read(indata):
+                self.failure = f"reading the source: {record.reason()}"
                 return
             self.callback(indata, outdata, self.block, None, status)
             status.input_overflow = False
-            if self._lib.pa_simple_write(self._playback, outdata.ctypes.data, size, ctypes.byref(error)) < 0:
-                self.failure = f"writing the sink: {self._reason(error)}"
+            if not playback.write(outdata):
+                self.failure = f"writing the sink: {playback.reason()}"
                 return
 
     def _settle(self) -> None:
-        settle(self._lib, self._record, self._playback, self.block, self.rate)
-        self._bound_backlog(1)
+        assert self._record is not None and self._playback is not None
+        settle(self._record, self._playback, self.block, self.rate)
+        self._drop_input(self._record.latency() * self.rate / self.block, most=1)
+        self._backlogs.clear()
 
-    def _bound_backlog(self, most: int = MAX_BACKLOG_BLOCKS) -> bool:
-        """With more than `most` blocks queued in the source's stream (a source that delivered a burst, or whose
-        clock runs faster than the sink's), read it down to one block; True when it did, which the callback
-        counts as a device xrun. (pa_simple_flush flushes playback streams only.)"""
-        queued = self._latency(self._record) * self.rate / self.block  # blocks
-        if queued <= most:
+    def _bound_backlog(self) -> bool:
+        """With more than MAX_BACKLOG_BLOCKS queued in the source's stream at each of the last PERSIST_CHECKS checks
+        (after a stall of this process, with a playback stream that waits to refill, or a source whose clock runs
+        faster than the sink's), read it down to one block; True when it did, which the callback counts as a
+        device xrun. A backlog that drains by itself (a burst of the source, the catching up after a stall) is
+        left alone: dropping it would only shift the stream earlier."""
+        assert self._record is not None
+        self._backlogs.append(self._record.latency() * self.rate / self.block)
+        if len(self._backlogs) < PERSIST_CHECKS or min(self._backlogs) <= MAX_BACKLOG_BLOCKS:
             return False
-        scratch, error = np.zeros(self.block, np.float32), ctypes.c_int(0)
-        for _ in range(int(queued) - 1):  # each read returns at once: the blocks are there
-            if self._lib.pa_simple_read(self._record, scratch.ctypes.data, scratch.nbytes, ctypes.byref(error)) < 0:
-                break  # the loop's next read reports it
+        self._drop_input(min(self._backlogs), most=1)
+        self._backlogs.clear()
         return True
 
-    def _latency(self, handle: int) -> float:
-        """The server's latency of one of the streams now, seconds: how long a sample waits in it."""
-        return self._lib.pa_simple_get_latency(handle, ctypes.byref(ctypes.c_int(0))) / 1e6
+    def _drop_input(self, queued: float, most: int) -> None:
+        """Read and discard what of `queued` blocks is over `most`. (pa_simple_flush flushes playback only.)"""
+        assert self._record is not None
+        scratch = np.zeros(self.block, np.float32)
+        for _ in range(int(queued) - most):  # each read returns at once: the blocks are there
+            if not self._record.read(scratch):
+                break  # the loop's next read reports it
 
     def stop(self) -> None:
         self._stop = True
@@ -199,7 +251,7 @@ class PulseStream:
             self._thread.join()
 
     def close(self) -> None:
-        for handle in (self._record, self._playback):
-            if handle:
-                self._lib.pa_simple_free(handle)
-        self._record = self._playback = 0
+        for connection in (self._record, self._playback):
+            if connection is not None:
+                connection.close()
+        self._record = self._playback = None
