@@ -147,8 +147,6 @@ RESUMABLE_OVERRIDES = ("batch_size", "val_every", "checkpoint_minutes")
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from training.loop import train
-
     for name in ("reverb", "eq", "band_limit", "clipping"):
         if not 0 <= getattr(args, name) <= 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: a probability, from 0 to 1")
@@ -178,6 +176,8 @@ def _run_train(args: argparse.Namespace) -> int:
         simulated_rooms=args.simulated_rooms,
         augment=Augmentation(reverb=args.reverb, eq=args.eq, band_limit=args.band_limit, clipping=args.clipping),
     )
+    from training.loop import train  # torch and scipy: seconds to import, after the options are known good
+
     train(
         Path(args.out),
         model_config,

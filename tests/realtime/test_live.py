@@ -32,6 +32,8 @@ from realtime.live import Bridge, Chain, min_prefill
 from realtime.model_file import load_model_info
 from realtime.resample import Resampler
 
+pytestmark = pytest.mark.live
+
 RATE, PERIOD = 48000, 256
 
 

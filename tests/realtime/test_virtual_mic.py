@@ -29,6 +29,8 @@ from realtime.files import Settings, SignalProcessor
 from realtime.gate import VoiceGate
 from realtime.live import Chain
 
+pytestmark = pytest.mark.live
+
 RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
 SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
