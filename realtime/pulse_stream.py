@@ -205,8 +205,8 @@ class PulseStream:
         blocks, status = 0, _Status()
         while not self._stop:
             if blocks % CHECK_BLOCKS == 0:
-                status.input_overflow = self._bound_backlog()
                 self.latency = (record.latency(), playback.latency())
+                status.input_overflow = self._bound_backlog(self.latency[0] * self.rate / self.block)
             blocks += 1
             if not record.read(indata):
                 self.failure = f"reading the source: {record.reason()}"
@@ -220,30 +220,30 @@ class PulseStream:
     def _settle(self) -> None:
         assert self._record is not None and self._playback is not None
         settle(self._record, self._playback, self.block, self.rate)
-        self._drop_input(self._record.latency() * self.rate / self.block, most=1)
-        self._backlogs.clear()
+        self._drop_input(self._record.latency() * self.rate / self.block)
 
-    def _bound_backlog(self) -> bool:
-        """With more than MAX_BACKLOG_BLOCKS queued in the source's stream at each of the last PERSIST_CHECKS checks
-        (after a stall of this process, with a playback stream that waits to refill, or a source whose clock runs
-        faster than the sink's), read it down to one block; True when it did, which the callback counts as a
-        device xrun. A backlog that drains by itself (a burst of the source, the catching up after a stall) is
-        left alone: dropping it would only shift the stream earlier."""
-        assert self._record is not None
-        self._backlogs.append(self._record.latency() * self.rate / self.block)
-        if len(self._backlogs) < PERSIST_CHECKS or min(self._backlogs) <= MAX_BACKLOG_BLOCKS:
+    def _bound_backlog(self, queued: float) -> bool:
+        """`queued`: blocks waiting in the source's stream now. With more than MAX_BACKLOG_BLOCKS at each of the
+        last PERSIST_CHECKS checks (after a stall of this process, with a playback stream that waits to refill, or
+        a source whose clock runs faster than the sink's), read it down to one block; True when it did, which the
+        callback counts as a device xrun. A backlog that drains by itself (a burst of the source, the catching up
+        after a stall) is left alone: dropping it would only shift the stream earlier."""
+        self._backlogs.append(queued)
+        least = min(self._backlogs)
+        if len(self._backlogs) < PERSIST_CHECKS or least <= MAX_BACKLOG_BLOCKS:
             return False
-        self._drop_input(min(self._backlogs), most=1)
-        self._backlogs.clear()
+        self._drop_input(least)
         return True
 
-    def _drop_input(self, queued: float, most: int) -> None:
-        """Read and discard what of `queued` blocks is over `most`. (pa_simple_flush flushes playback only.)"""
+    def _drop_input(self, queued: float) -> None:
+        """Read and discard all but one of `queued` blocks, and start the backlog's history again. (pa_simple_flush
+        flushes playback streams only.)"""
         assert self._record is not None
         scratch = np.zeros(self.block, np.float32)
-        for _ in range(int(queued) - most):  # each read returns at once: the blocks are there
+        for _ in range(int(queued) - 1):  # each read returns at once: the blocks are there
             if not self._record.read(scratch):
                 break  # the loop's next read reports it
+        self._backlogs.clear()
 
     def stop(self) -> None:
         self._stop = True
