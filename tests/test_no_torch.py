@@ -15,6 +15,7 @@ import realtime
 
 RUNTIME = Path(realtime.__file__).parent
 NOT_IN_THE_RUNTIME = ("torch", "pesq", "pystoi", "scipy")  # pesq needs a C compiler to install
+RUNTIME_REQUIREMENTS = {"numpy", "onnxruntime", "sounddevice", "soundfile", "soxr", "tqdm"}
 
 
 def imports_of(package: Path, top_level: set[str]) -> list[str]:
@@ -36,8 +37,7 @@ def test_no_runtime_module_imports_torch() -> None:
 def test_the_runtime_install_pulls_no_torch_and_no_scoring_packages() -> None:
     """`pip install .` installs the requirements without an `extra ==` marker: none of those may be heavy."""
     base = [r for r in metadata.requires("rtdenoise") or [] if "extra ==" not in r]
-    names = {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower() for r in base}
-    assert names == {"numpy", "onnxruntime", "sounddevice", "soundfile", "soxr", "tqdm"}
+    assert {requirement_name(r) for r in base} == RUNTIME_REQUIREMENTS
 
 
 def runtime_closure() -> set[str]:
@@ -73,8 +73,9 @@ def modules_not_in_the_runtime() -> list[str]:
 
 def test_the_extras_modules_are_found() -> None:
     """What the runtime path below is kept from importing: the extras' modules, here in CI."""
-    assert set(NOT_IN_THE_RUNTIME) | {"jack", "pytest"} <= set(modules_not_in_the_runtime())
-    assert not {"numpy", "onnxruntime", "sounddevice", "soundfile", "soxr", "tqdm"} & set(modules_not_in_the_runtime())
+    lacking = set(modules_not_in_the_runtime())
+    assert set(NOT_IN_THE_RUNTIME) | {"jack", "pytest"} <= lacking
+    assert not RUNTIME_REQUIREMENTS & lacking
 
 
 def test_runtime_runs_with_only_the_runtime_install(example_noisy, tmp_path) -> None:
