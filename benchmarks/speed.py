@@ -77,35 +77,36 @@ def time_stream(system: System, audio: np.ndarray, block: int) -> dict[str, floa
 
 
 def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
-    """Where a one-hop feed's time goes: onnxruntime's profiler on our model at one hop per run (kernel time by
-    op type; the profiler slows the kernels, so the shares say more than the sums), then the engine unprofiled
-    at one hop per feed: time in the session run against the rest of `feed`."""
-    from realtime.engine import Denoiser, open_session
+    """Where a one-hop feed's time goes: onnxruntime's profiler on the engine live uses (one hop per feed: the
+    one-hop graph where the model has one) for PROFILE_RUNS feeds (kernel time by op type; the profiler slows
+    the kernels, so the shares say more than the sums), then the same engine unprofiled: time in its runs
+    (with the one-hop graph: with the ring's gather and store) against the rest of `feed`."""
+    from realtime.engine import Denoiser
 
-    engine = Denoiser(model, block_size=load_model_info(model).hop)
-    hops = audio[: len(audio) // engine.hop * engine.hop].reshape(-1, 1, engine.hop)
+    hop = load_model_info(model).hop
+    hops = audio[: len(audio) // hop * hop].reshape(-1, hop)
     with tempfile.TemporaryDirectory(prefix="rtdenoise-profile-") as scratch:
-        session = open_session(engine.info, profile_prefix=str(Path(scratch) / "ours"))
-        state = {name: np.zeros([1, *shape[1:]], np.float32) for name, shape in engine.info.state_shapes.items()}
-        for chunk in np.resize(hops, (PROFILE_RUNS, *hops.shape[1:])):
-            _, *new = session.run(None, {"chunk": chunk, **state})
-            state = dict(zip(state, new))
-        events = json.loads(Path(session.end_profiling()).read_text())
+        profiled = Denoiser(model, block_size=hop, profile_prefix=str(Path(scratch) / "ours"))
+        for chunk in np.resize(hops, (PROFILE_RUNS, hop)):
+            profiled.feed(chunk)
+        events = json.loads(Path(profiled.runner.session.end_profiling()).read_text())
     runs = sum(1 for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
     time_by_op, nodes_by_op = Counter(), Counter()
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             time_by_op[event["args"]["op_name"]] += event["dur"]
             nodes_by_op[event["args"]["op_name"]] += 1
-    engine.feed(hops[: int(WARMUP_SECONDS * RATE) // engine.hop].reshape(-1))
+    engine = Denoiser(model, block_size=hop)
+    engine.feed(hops[: int(WARMUP_SECONDS * RATE) // hop].reshape(-1))
     engine.compute_times.clear()
     start = time.perf_counter()
     for chunk in hops:
-        engine.feed(chunk[0])
+        engine.feed(chunk)
     feed_us = (time.perf_counter() - start) / len(hops) * 1e6
     run_us = sum(engine.compute_times) / len(hops) * 1e6
     return {
-        "hop": engine.hop,
+        "hop": hop,
+        "graph": "one-hop" if type(engine.runner).__name__ == "HopRunner" else "main",
         "runs": runs,
         "ops": [
             {"op": op, "nodes": nodes_by_op[op] // runs, "us_per_run": total / runs}
@@ -231,10 +232,11 @@ def profile_markdown(profile: dict) -> list[str]:
     total = sum(row["us_per_run"] for row in profile["ops"])
     lines = [
         "",
-        f"## Profile summary: our engine at one hop ({profile['hop']} samples) per run",
+        f"## Profile summary: our engine at one hop ({profile['hop']} samples) per run, as live runs it",
         "",
-        f"Unprofiled, one hop per `feed`: {profile['feed_us']:.0f} us per feed, {profile['session_run_us']:.0f} us "
-        f"of it in the session run, {profile['outside_run_us']:.0f} us in the rest of `feed` (Python and numpy).",
+        f"The model's {profile['graph']} graph. Unprofiled, one hop per `feed`: {profile['feed_us']:.0f} us per "
+        f"feed, {profile['session_run_us']:.0f} us of it in the model's runs, {profile['outside_run_us']:.0f} us in "
+        "the rest of `feed` (Python and numpy).",
         "",
         f"onnxruntime's profiler, {profile['runs']} runs (it slows the kernels: read the shares, the sum is "
         f"{total:.0f} us per run):",

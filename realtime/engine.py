@@ -1,5 +1,5 @@
-"""The streaming engine: an onnxruntime session, its state, and the buffers that turn any block size
-into whole hops for the model. No torch.
+"""The streaming engine: the buffers that turn any block size into whole hops for the model, which a runner
+(`realtime.runners`: an onnxruntime session and the stream's state) turns into output. No torch.
 
 Latency, in samples at the model rate (see README, "Latency"):
 - algorithmic: L - hop, held back by the decoder's overlap-add (the rest of the window L is the
@@ -13,47 +13,14 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections import deque
-from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
-from realtime.errors import AudioError
-from realtime.model_file import CHUNK, DECODER_TAIL, ENHANCED, ModelInfo, check_graph, load_model_info, output_name
+from realtime.model_file import load_model_info
+from realtime.runners import MAX_HOPS_PER_RUN, GraphRunner, HopRunner, Runner, open_session
 
-MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1 s at hop 32)
-
-
-def open_session(info: ModelInfo, threads: int = 1, profile_prefix: str | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session for the model, single-threaded by default (predictable latency);
-    `profile_prefix`: record onnxruntime's profile (see `end_profiling`) in a file with that prefix."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    try:
-        session = ort.InferenceSession(str(info.path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AudioError(f"{info.path}: cannot load the model ({first})") from None
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    check_graph(info, [(t.name, t.shape) for t in inputs], [(t.name, t.shape) for t in outputs])
-    return session
-
-
-@dataclass
-class _Slot:
-    """One IO binding of the session: it reads `state` and `chunk`, and writes `out` and the next state."""
-
-    binding: ort.IOBinding
-    state: dict[str, np.ndarray]
-    chunk: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
-    out: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32))
+__all__ = ["MAX_HOPS_PER_RUN", "Denoiser", "open_session"]
 
 
 class Denoiser:
@@ -64,7 +31,11 @@ class Denoiser:
     replaced by silence before they reach the model, so they never reach the output or the state.
     `dry` (0..1) mixes the delayed input back in; `atten_lim_db` limits the noise removed to that many dB
     (DeepFilterNet's convention); the larger of the two input shares applies. `bypass` passes the
-    delayed input through (crossfaded over one block).
+    delayed input through (crossfaded over one block). `profile_prefix`: record onnxruntime's profile of the
+    runs (`runner.session.end_profiling()` writes it).
+
+    With a `block_size` of at most one hop, every run is one hop, and a model that has a one-hop graph runs
+    through it (`HopRunner`); otherwise the main graph runs as many hops as each `feed` completes.
     """
 
     def __init__(
@@ -75,9 +46,9 @@ class Denoiser:
         threads: int = 1,
         dry: float = 0.0,
         atten_lim_db: float | None = None,
+        profile_prefix: str | None = None,
     ) -> None:
         self.info = load_model_info(model_path)
-        self.session = open_session(self.info, threads)
         if channels < 1:
             raise ValueError("channels must be at least 1")
         if block_size is not None and block_size < 1:
@@ -94,10 +65,16 @@ class Denoiser:
         self.bypass = False
         self._mix = self.dry_share
         self._last_flat = channels == 1
-        self.compute_times: deque[float] = deque(maxlen=100_000)
         self.nonfinite_blocks = 0
-        self._bind()
+        one_hop = block_size is not None and block_size <= self.hop and self.info.hop_graph is not None
+        runner = HopRunner if one_hop else GraphRunner
+        self.runner: Runner = runner(self.info, channels, threads, profile_prefix)
         self.reset()
+
+    @property
+    def compute_times(self) -> deque[float]:
+        """Seconds per model run (with the one-hop graph: with the ring's gather and store), the last 100,000."""
+        return self.runner.compute_times
 
     # -- latency ---------------------------------------------------------------------------------------
     @property
@@ -124,71 +101,11 @@ class Denoiser:
     # -- streaming -------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all history: the next `feed` starts a new stream."""
-        for slot in self._slots:
-            for value in slot.state.values():
-                value.fill(0.0)
-        self._slot = 0
+        self.runner.reset()
         self._pending = np.zeros((0, self.channels), np.float32)
         self._out = np.zeros((self.buffering_latency, self.channels), np.float32)
         self._dry_line = np.zeros((self.latency, self.channels), np.float32)
         self._samples_in = 0
-
-    def _bind(self) -> None:
-        """Bind the session to preallocated arrays, so that a run allocates nothing: slot i reads the state from
-        set i and writes the next state into set 1 - i, and the slots alternate run by run; a slot's chunk and
-        output arrays are replaced (and rebound) only when the samples per run change."""
-        sets = [
-            {name: np.zeros([self.channels, *shape[1:]], np.float32) for name, shape in self.info.state_shapes.items()}
-            for _ in range(2)
-        ]
-        self._slots = []
-        for i in range(2):
-            binding = self.session.io_binding()
-            for name in sets[i]:
-                binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(sets[i][name]))
-                binding.bind_ortvalue_output(output_name(name), ort.OrtValue.ortvalue_from_numpy(sets[1 - i][name]))
-            self._slots.append(_Slot(binding, sets[i]))
-
-    @property
-    def _state(self) -> dict[str, np.ndarray]:
-        """The state the next run reads."""
-        return self._slots[self._slot].state
-
-    def _next_slot(self, samples: int) -> _Slot:
-        """The slot for the next run, its chunk and output `samples` long."""
-        slot = self._slots[self._slot]
-        if slot.chunk.shape[1] != samples:
-            slot.chunk = np.empty((self.channels, samples), np.float32)
-            slot.out = np.empty_like(slot.chunk)
-            slot.binding.bind_ortvalue_input(CHUNK, ort.OrtValue.ortvalue_from_numpy(slot.chunk))
-            slot.binding.bind_ortvalue_output(ENHANCED, ort.OrtValue.ortvalue_from_numpy(slot.out))
-        return slot
-
-    def _run(self, hops: np.ndarray) -> np.ndarray:
-        """Model on (k*hop, channels) -> (k*hop, channels) delayed output, advancing the state."""
-        result = np.empty_like(hops)
-        step = MAX_HOPS_PER_RUN * self.hop
-        for start in range(0, len(hops), step):
-            piece = hops[start : start + step]
-            slot = self._next_slot(len(piece))
-            slot.chunk[...] = piece.T
-            t0 = time.perf_counter()
-            self.session.run_with_iobinding(slot.binding)
-            self.compute_times.append(time.perf_counter() - t0)
-            # the output alone is checked (the state is 60x larger, and checking it cost ~0.1 ms a run):
-            # a non-finite state reaches the output of the next run at the latest, and is reset there
-            if np.isfinite(slot.out).all():
-                result[start : start + len(piece)] = slot.out.T
-                self._slot ^= 1
-            else:
-                self.reset_state()
-                result[start : start + len(piece)] = 0.0
-        return result
-
-    def reset_state(self) -> None:
-        """Zero the model state only (recovery path; buffers and latency are kept)."""
-        for value in self._state.values():
-            value.fill(0.0)
 
     def _as_frames(self, block: np.ndarray) -> tuple[np.ndarray, bool]:
         x = np.asarray(block, dtype=np.float32)
@@ -209,11 +126,13 @@ class Denoiser:
         if self.block_size is not None and n % self.block_size:  # several blocks at once: one model run
             raise ValueError(f"this engine was set up for blocks of {self.block_size} samples, got {n}")
         self._samples_in += n
+        if not len(self._pending) and not len(self._out) and n % self.hop == 0:  # whole hops, nothing held back
+            return self._finish(self.runner.run(x), x, flat)
         data = np.concatenate([self._pending, x]) if len(self._pending) else x
         whole = len(data) // self.hop * self.hop
         self._pending = data[whole:].copy()
         if whole:
-            self._out = np.concatenate([self._out, self._run(data[:whole])])
+            self._out = np.concatenate([self._out, self.runner.run(data[:whole])])
         out, self._out = self._out[:n], self._out[n:]
         return self._finish(out, x, flat)
 
@@ -223,8 +142,8 @@ class Denoiser:
         r = len(self._pending)
         if r:
             padded = np.concatenate([self._pending, np.zeros((self.hop - r, self.channels), np.float32)])
-            tail = np.concatenate([tail, self._run(padded)])
-        tail = np.concatenate([tail, self._state[DECODER_TAIL].T])[: self.latency]
+            tail = np.concatenate([tail, self.runner.run(padded)])
+        tail = np.concatenate([tail, self.runner.decoder_tail().T])[: self.latency]
         out = self._finish(tail, np.zeros((len(tail), self.channels), np.float32), flat=self._last_flat)
         self.reset()
         return out
@@ -240,8 +159,8 @@ class Denoiser:
             self._mix = target
         elif self._mix:
             wet = wet + self._mix * (dry - wet)
-        out = wet.clip(-1.0, 1.0)  # the method: np.clip's dispatch costs more than the clipping at 32 samples
-        return out[:, 0] if flat else out
+        out = np.minimum(np.maximum(wet, -1.0, out=wet), 1.0, out=wet)  # in place (`wet` is ours): np.clip's
+        return out[:, 0] if flat else out  # Python dispatch costs more than the clipping at 32 samples
 
     # -- measurements ----------------------------------------------------------------------------------
     def compute_stats(self) -> dict[str, float]:

@@ -5,6 +5,13 @@ through `load_model_info`. The ONNX graph takes `chunk` (batch, k*hop) and the s
 sidecar's "inputs" after `chunk` (`enc`, `conv0` ... `conv{n-1}` one per TCN block, `dec`; layouts in its
 "state" entry) and returns `enhanced` (batch, k*hop), delayed by `delay` samples (the algorithmic latency,
 L - hop), and the new state as `<name>_out` for each.
+
+A model may also have a one-hop graph (`hop_graph` in the sidecar, a second ONNX file beside the first): the
+same function for exactly one hop, taking each block's past depthwise inputs (`taps`, gathered from a ring of
+past frames the caller keeps) instead of the whole conv state, and returning this frame's (`activations`).
+Its inputs are `chunk` (batch, hop), `enc`, `taps` (batch, P-1, blocks*H), `dec`; its outputs `enhanced`,
+`enc_out`, `activations` (batch, blocks*H), `dec_out`. `taps[:, p, i*H:(i+1)*H]` is block i's input
+`lags[i][p]` frames ago.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ ASSETS = "assets"
 DEFAULT_NAME = "default"
 CHUNK, ENHANCED = "chunk", "enhanced"  # the graph's audio input and output
 ENCODER_STATE, DECODER_TAIL = "enc", "dec"
+HOP_TAPS, HOP_ACTIVATIONS = "taps", "activations"  # the one-hop graph's past and present depthwise inputs
 
 
 def state_names(blocks: int) -> list[str]:
@@ -38,6 +46,19 @@ def state_names(blocks: int) -> list[str]:
 def output_name(state: str) -> str:
     """The graph output that carries state tensor `state` into the next run."""
     return f"{state}_out"
+
+
+def hop_graph_inputs() -> list[str]:
+    return [CHUNK, ENCODER_STATE, HOP_TAPS, DECODER_TAIL]
+
+
+def hop_graph_outputs() -> list[str]:
+    return [ENHANCED, output_name(ENCODER_STATE), HOP_ACTIVATIONS, output_name(DECODER_TAIL)]
+
+
+def hop_graph_file(model_path: Path) -> str:
+    """The one-hop graph's file name, beside the main graph."""
+    return f"{model_path.stem}.hop.onnx"
 
 
 def default_model_path() -> Path:
@@ -55,7 +76,7 @@ def shipped_model_path(name: str) -> Path:
 
 
 def shipped_model_names() -> list[str]:
-    return sorted(p.stem for p in _assets().glob("*.onnx"))
+    return sorted(p.stem for p in _assets().glob("*.onnx") if not p.name.endswith(".hop.onnx"))
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
@@ -75,7 +96,8 @@ def sidecar_path(model_path: Path) -> Path:
 @dataclass
 class Sidecar:
     """The sidecar document. `state` maps each state input, in graph order, to {"shape": ["batch", sizes...],
-    "meaning": ...}; `training` and `scores` are free-form records (data, licences, test scores)."""
+    "meaning": ...}; `hop_graph`, if any: {"file", "lags", "channels"} of the one-hop graph (see the module's
+    docstring); `training` and `scores` are free-form records (data, licences, test scores)."""
 
     model_config: dict[str, Any]
     parameters: int
@@ -86,6 +108,7 @@ class Sidecar:
     verified_max_abs_error: float
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
+    hop_graph: dict[str, Any] | None = None
     exported: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     model: str = "causal Conv-TasNet"
     format: str = FORMAT
@@ -121,6 +144,11 @@ class Sidecar:
             "inputs": self.inputs,
             "outputs": self.outputs,
             "state": self.state,
+            **(
+                {"hop_graph": {**self.hop_graph, "inputs": hop_graph_inputs(), "outputs": hop_graph_outputs()}}
+                if self.hop_graph
+                else {}
+            ),
             "opset": self.opset,
             "verified_max_abs_error": self.verified_max_abs_error,
             "exported": self.exported,
@@ -144,6 +172,7 @@ class Sidecar:
             verified_max_abs_error=float(doc.get("verified_max_abs_error", float("nan"))),
             training=doc.get("training", {}),
             scores=doc.get("scores", {}),
+            hop_graph=_hop_graph_entry(doc["hop_graph"]) if "hop_graph" in doc else None,
             exported=doc.get("exported", ""),
             model=doc.get("model", cls.model),
             format=doc.get("format", FORMAT),
@@ -151,6 +180,28 @@ class Sidecar:
 
     def write(self, path: Path) -> None:
         write_json(path, self.to_dict())
+
+
+def _hop_graph_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "file": str(entry["file"]),
+        "lags": [[int(n) for n in row] for row in entry["lags"]],
+        "channels": int(entry["channels"]),
+    }
+
+
+@dataclass(frozen=True)
+class HopGraph:
+    """The one-hop graph of a model file: its path, each block's tap lags (frames back) and channels H."""
+
+    path: Path
+    lags: list[list[int]]
+    channels: int
+
+    @property
+    def ring_frames(self) -> int:
+        """Past frames a caller must keep: the longest lag."""
+        return max(max(row) for row in self.lags)
 
 
 @dataclass(frozen=True)
@@ -182,6 +233,13 @@ class ModelInfo:
     def state_shapes(self) -> dict[str, list[int | str]]:
         """Each state tensor's shape, in the graph's input order."""
         return {name: entry["shape"] for name, entry in self.sidecar.state.items()}
+
+    @property
+    def hop_graph(self) -> HopGraph | None:
+        entry = self.sidecar.hop_graph
+        if entry is None:
+            return None
+        return HopGraph(self.path.parent / entry["file"], entry["lags"], entry["channels"])
 
 
 def load_model_info(model_path: str | os.PathLike | None = None) -> ModelInfo:
@@ -220,14 +278,38 @@ def _layout_problem(info: ModelInfo) -> str | None:
     values = sum(math.prod(shape[1:]) for shape in info.state_shapes.values())
     if values > MAX_STATE_VALUES:
         return f"the state holds {values:,} values per channel (at most {MAX_STATE_VALUES:,})"
+    return _hop_graph_problem(info)
+
+
+def _hop_graph_problem(info: ModelInfo) -> str | None:
+    hop = info.hop_graph
+    if hop is None:
+        return None
+    if Path(info.sidecar.hop_graph["file"]).name != info.sidecar.hop_graph["file"]:
+        return f"hop_graph file {info.sidecar.hop_graph['file']!r}: expected a file name beside the model"
+    taps = {len(row) for row in hop.lags}
+    if not hop.lags or len(taps) != 1 or taps == {0} or hop.channels < 1:
+        return f"hop_graph lags {hop.lags} with {hop.channels} channels: expected the same taps for every block"
+    if not all(type(n) is int and n >= 1 for row in hop.lags for n in row):
+        return f"hop_graph lags {hop.lags}: expected frame counts >= 1"
+    ring = hop.ring_frames * len(hop.lags) * hop.channels
+    if ring > MAX_STATE_VALUES:
+        return f"the hop graph's ring holds {ring:,} values per channel (at most {MAX_STATE_VALUES:,})"
+    if not hop.path.is_file():
+        return f"its one-hop graph {hop.path.name} is missing"
     return None
 
 
-def check_graph(info: ModelInfo, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]]) -> None:
-    """Refuse a sidecar that does not describe its ONNX graph, given as (name, shape) per input and output:
-    names in order (`enhanced`, then `<state>_out` per state), and each state's rank and fixed sizes."""
+def check_graph(
+    info: ModelInfo, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]], hop: bool = False
+) -> None:
+    """Refuse a sidecar that does not describe its ONNX graph (`hop`: the one-hop graph), given as (name, shape)
+    per input and output: names in order, and each state tensor's rank and fixed sizes."""
     side = sidecar_path(info.path)
-    wanted = {"inputs": info.sidecar.inputs, "outputs": info.sidecar.outputs}
+    if hop:
+        wanted = {"inputs": hop_graph_inputs(), "outputs": hop_graph_outputs()}
+    else:
+        wanted = {"inputs": info.sidecar.inputs, "outputs": info.sidecar.outputs}
     for kind, graph in (("inputs", inputs), ("outputs", outputs)):
         pairs = list(itertools.zip_longest(wanted[kind], (name for name, _ in graph)))
         at = next((i for i, (mine, its) in enumerate(pairs) if mine != its), None)
@@ -235,11 +317,21 @@ def check_graph(info: ModelInfo, inputs: list[tuple[str, list]], outputs: list[t
             mine, its = pairs[at]
             raise AudioError(f"{side}: {kind} do not match the ONNX graph's: number {at} is {mine}, the graph's {its}")
     shapes = dict(inputs + outputs)
-    for name, shape in info.state_shapes.items():
-        for graph_name in (name, output_name(name)):
-            got = shapes[graph_name]
-            if len(got) != len(shape) or any(type(g) is int and g != n for g, n in zip(got[1:], shape[1:])):
-                raise AudioError(f"{side}: state {name} has shape {shape}, the ONNX graph's {graph_name} is {got}")
+    for graph_name, shape in _graph_state_shapes(info, hop).items():
+        got = shapes[graph_name]
+        if len(got) != len(shape) or any(type(g) is int and g != n for g, n in zip(got[1:], shape[1:])):
+            raise AudioError(f"{side}: state {graph_name} has shape {shape}, the ONNX graph's is {got}")
+
+
+def _graph_state_shapes(info: ModelInfo, hop: bool) -> dict[str, list[int | str]]:
+    """The shape of every state input and output of the main graph, or of the one-hop graph."""
+    names = [ENCODER_STATE, DECODER_TAIL] if hop else list(info.state_shapes)
+    shapes = {n: info.state_shapes[name] for name in names for n in (name, output_name(name))}
+    if hop:
+        graph = info.hop_graph
+        width = len(graph.lags) * graph.channels
+        shapes |= {HOP_TAPS: ["batch", len(graph.lags[0]), width], HOP_ACTIVATIONS: ["batch", width]}
+    return shapes
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -441,11 +441,16 @@ def _unknown_format(root: Path) -> Case:
 
 
 def _model(root: Path, onnx: bytes | None, sidecar: bool) -> Path:
+    """`model.onnx` (these bytes, or none), with the shipped sidecar and one-hop graph beside it if `sidecar`."""
     model = root / "model.onnx"
     if onnx is not None:
         model.write_bytes(onnx)
     if sidecar:
-        model.with_suffix(".json").write_bytes(default_model_path().with_suffix(".json").read_bytes())
+        doc = json.loads(default_model_path().with_suffix(".json").read_text())
+        shipped_hop = default_model_path().with_name(doc["hop_graph"]["file"])
+        doc["hop_graph"]["file"] = "model.hop.onnx"
+        (root / "model.hop.onnx").write_bytes(shipped_hop.read_bytes())
+        model.with_suffix(".json").write_text(json.dumps(doc))
     return model
 
 
@@ -782,6 +787,12 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: sidecar naming a state the graph lacks": _sidecar_changed(
         lambda d: d["inputs"].__setitem__(2, "conv99") or d["state"].__setitem__("conv99", d["state"].pop("conv0")),
         ("inputs", "ONNX graph"),
+    ),
+    "file: sidecar naming a missing one-hop graph": _sidecar_changed(
+        lambda d: d["hop_graph"].update(file="gone.hop.onnx"), ("one-hop graph gone.hop.onnx is missing",)
+    ),
+    "file: sidecar with one-hop graph taps of unequal counts": _sidecar_changed(
+        lambda d: d["hop_graph"]["lags"].__setitem__(0, [1]), ("hop_graph lags",)
     ),
     "file: --atten-lim-db nan": _file_option("--atten-lim-db", "nan"),
     "file: --threads 1000": _file_option("--threads", "1000"),

@@ -14,8 +14,19 @@ from torch import Tensor, nn
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet, StreamState
+from model.hop_step import HopStep, lags
 from realtime.audio_io import atomic_output
-from realtime.model_file import CHUNK, ENHANCED, Sidecar, output_name, sidecar_path, state_names
+from realtime.model_file import (
+    CHUNK,
+    ENHANCED,
+    Sidecar,
+    hop_graph_file,
+    hop_graph_inputs,
+    hop_graph_outputs,
+    output_name,
+    sidecar_path,
+    state_names,
+)
 from training.checkpoint import load_file
 from training.config import TrainConfig
 from training.provenance import training_data
@@ -87,9 +98,56 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
     return worst
 
 
+def verify_hop(model: ConvTasNet, onnx_path: Path, hops: int = 600, seed: int = 0) -> float:
+    """Max abs difference between the one-hop graph, run hop by hop from a ring of past activations, and torch
+    streaming, on random audio in two channels (long enough to wrap the ring of the default model)."""
+    c = model.config
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal((2, hops * c.hop)) * 0.1).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    back = np.array(lags(c))  # (blocks, taps)
+    blocks, frames = len(back), int(back.max())
+    ring = np.zeros((2, frames, blocks, c.H), np.float32)
+    enc, dec = np.zeros((2, model.delay), np.float32), np.zeros((2, model.delay), np.float32)
+    state = model.initial_state(2)
+    worst = 0.0
+    for t in range(hops):
+        chunk = audio[:, t * c.hop : (t + 1) * c.hop]
+        taps = ring[:, (t - back.T) % frames, np.arange(blocks)].reshape(2, back.shape[1], blocks * c.H)
+        out, enc, activations, dec = session.run(None, dict(zip(hop_graph_inputs(), (chunk, enc, taps, dec))))
+        ring[:, t % frames] = activations.reshape(2, blocks, c.H)
+        with torch.no_grad():
+            ref, state = model.forward_stream(torch.from_numpy(chunk), state)
+        worst = max(worst, float(np.max(np.abs(out - ref.numpy()))))
+    return worst
+
+
+def _export_hop_graph(model: ConvTasNet, path: Path) -> None:
+    c = model.config
+    example = (
+        torch.zeros(1, c.hop),
+        torch.zeros(1, model.delay),
+        torch.zeros(1, c.P - 1, len(model.blocks) * c.H),
+        torch.zeros(1, model.delay),
+    )
+    names = [*hop_graph_inputs(), *hop_graph_outputs()]
+    with torch.no_grad():
+        torch.onnx.export(
+            HopStep(model).eval(),
+            example,
+            str(path),
+            input_names=hop_graph_inputs(),
+            output_names=hop_graph_outputs(),
+            dynamic_axes={name: {0: "batch"} for name in names},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
 def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write `output` (.onnx) and its sidecar from a training checkpoint, both or neither (each to a temporary
-    file first; the sidecar goes into place last); returns the sidecar document."""
+    """Write `output` (.onnx), its one-hop graph (`<stem>.hop.onnx`) and its sidecar from a training checkpoint,
+    all or none (each to a temporary file first; the sidecar goes into place last); returns the sidecar
+    document."""
     if output.suffix.lower() != ".onnx":
         raise ExportError(f"{output}: the model's name must end in .onnx (its sidecar is written beside it as .json)")
     payload = load_file(checkpoint)
@@ -103,6 +161,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     with (
         atomic_output(sidecar_path(output), protect=(checkpoint,)) as tmp_sidecar,
         atomic_output(output, protect=(checkpoint,)) as tmp,
+        atomic_output(output.with_name(hop_graph_file(output)), protect=(checkpoint,)) as tmp_hop,
     ):
         names = state_names(len(model.blocks))
         example = (torch.zeros(1, 4 * config.hop), *model.initial_state(1).flat())
@@ -123,6 +182,12 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         error = verify(model, tmp)
         if not error <= TOLERANCE:
             raise ExportError(f"{output}: ONNX output differs from torch by {error:.2e} (> {TOLERANCE:g}); not written")
+        _export_hop_graph(model, tmp_hop)
+        hop_error = verify_hop(model, tmp_hop)
+        if not hop_error <= TOLERANCE:
+            raise ExportError(
+                f"{output}: the one-hop graph differs from torch by {hop_error:.2e} (> {TOLERANCE:g}); not written"
+            )
         train_cfg = TrainConfig.from_dict(payload.get("train_config", {}))
         sidecar = Sidecar(
             model_config=config.to_dict(),
@@ -131,7 +196,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             delay=model.delay,
             state=state_layout(model),
             opset=OPSET,
-            verified_max_abs_error=error,
+            verified_max_abs_error=max(error, hop_error),
             training={
                 "checkpoint": checkpoint.name,
                 "steps": payload.get("step"),
@@ -144,6 +209,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
                 ),
             },
             scores=scores or {},
+            hop_graph={"file": hop_graph_file(output), "lags": lags(config), "channels": config.H},
         )
         sidecar.write(tmp_sidecar)
     return sidecar.to_dict()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from model.config import TasNetConfig
-from model.conv_tasnet import ConvTasNet
+from model.conv_tasnet import ChannelNorm, ConvTasNet
+from model.hop_step import HopStep, lags
 
 SMALL = TasNetConfig(N=32, L=16, B=16, H=32, P=3, X=4, R=2)
 
@@ -93,3 +94,32 @@ def test_state_layout_matches_receptive_field() -> None:
     assert [c.shape for c in state.conv] == [(3, SMALL.H, 1, (SMALL.P - 1) * d) for d in SMALL.dilations]
     assert sum(c.shape[3] for c in state.conv) == SMALL.receptive_field - 1
     assert state.dec.shape == (3, SMALL.L - SMALL.hop)
+
+
+@pytest.mark.parametrize("config", [SMALL, TasNetConfig(N=16, L=8, B=8, H=12, P=4, X=3, R=2)])
+def test_the_one_hop_form_equals_streaming_hop_by_hop(config: TasNetConfig) -> None:
+    """HopStep, fed its own past activations at `lags` from a ring (as the engine does), equals forward_stream
+    over a stream long enough to wrap the ring several times; with trained-looking norms, in two channels."""
+    torch.manual_seed(0)
+    model = ConvTasNet(config).eval()
+    with torch.no_grad():
+        for norm in (m for m in model.modules() if isinstance(m, ChannelNorm)):
+            norm.gamma.uniform_(0.5, 1.5)
+            norm.beta.uniform_(-0.5, 0.5)
+    step = HopStep(model).eval()
+    back = np.array(lags(config))
+    blocks, frames = back.shape[0], int(back.max())
+    ring = np.zeros((2, frames, blocks, config.H), np.float32)
+    enc = dec = torch.zeros(2, model.delay)
+    state = model.initial_state(2)
+    wave = torch.randn(2, 5 * frames * config.hop) * 0.3
+    worst = 0.0
+    with torch.no_grad():
+        for t in range(5 * frames):
+            chunk = wave[:, t * config.hop : (t + 1) * config.hop]
+            taps = torch.from_numpy(ring[:, (t - back.T) % frames, np.arange(blocks)].reshape(2, config.P - 1, -1))
+            out, enc, activations, dec = step(chunk, enc, taps, dec)
+            ring[:, t % frames] = activations.numpy().reshape(2, blocks, config.H)
+            ref, state = model.forward_stream(chunk, state)
+            worst = max(worst, float((out - ref).abs().max()))
+    assert worst <= 1e-5

@@ -5,21 +5,26 @@ in test_engine.py; the hour-long file through `denoise file` is in benchmarks/lo
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from model.config import TasNetConfig
 from realtime.engine import Denoiser
 
 
-def test_a_block_that_overflows_the_model_resets_the_state_and_the_next_block_recovers(model_path) -> None:
-    engine, fresh = Denoiser(model_path, block_size=160), Denoiser(model_path, block_size=160)
-    out = engine.feed(np.full(160, 3e38, np.float32))  # finite input, but the model's arithmetic overflows
-    assert np.isfinite(out).all() and not out.any()
-    assert all(np.isfinite(s).all() and not s.any() for s in engine._state.values())
+@pytest.mark.parametrize("block", [32, 160])  # the one-hop graph, the main graph
+def test_a_block_that_overflows_the_model_resets_the_state_and_the_next_block_recovers(model_path, block) -> None:
+    engine, fresh = Denoiser(model_path, block_size=block), Denoiser(model_path, block_size=block)
     rng = np.random.default_rng(0)
+    for _ in range(20):  # some history first, so that a state left behind would show
+        block_in = (0.1 * rng.standard_normal(block)).astype(np.float32)
+        engine.feed(block_in)
+    out = engine.feed(np.full(block, 3e38, np.float32))  # finite input, but the model's arithmetic overflows
+    assert np.isfinite(out).all() and not out.any()
+    assert all(np.isfinite(s).all() and not s.any() for s in engine.runner.state_arrays())
     for _ in range(50):  # from the next block on: exactly a new stream
-        block = (0.1 * rng.standard_normal(160)).astype(np.float32)
-        assert np.array_equal(engine.feed(block), fresh.feed(block))
+        block_in = (0.1 * rng.standard_normal(block)).astype(np.float32)
+        assert np.array_equal(engine.feed(block_in), fresh.feed(block_in))
 
 
 def test_long_stream_ends_exactly_like_a_fresh_run_on_its_last_seconds(model_path, example_noisy) -> None:

@@ -1,0 +1,133 @@
+"""The network's one-hop form: one encoder frame in, one hop out, the depthwise convs' past held outside.
+
+`forward_stream` carries each depthwise conv's whole past ((P-1)*d frames per block) through every call, so
+a streaming graph copies all of it twice per run (concatenate, then slice off the new cache). At one hop per
+call, which is how live runs, that copying and the layout changes around the norms cost more than the
+arithmetic. `HopStep` computes the same function for exactly one hop from only what the hop needs: for every
+block, its depthwise input `lag` frames ago for each lag in `lags(config)` (gathered by the caller from a ring
+of past activations), and it returns this frame's depthwise inputs for the caller to store.
+
+Everything is a row per channel, (batch, features): 1x1 convs are matrix products, the norms run over the
+last axis, and no tensor changes layout. Parameters are rearranged, not retrained: biases of the residual
+path are folded into the next blocks' input convs; each depthwise conv's weight on the current frame is
+folded into the norm before it, so what a block stores (and later reads back as taps) is its depthwise
+input times that weight, and its weights on the past are divided by it; the last block's residual conv,
+whose output nothing reads, is left out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.config import TasNetConfig
+from model.conv_tasnet import ChannelNorm, ConvTasNet
+
+
+def lags(config: TasNetConfig) -> list[list[int]]:
+    """For each block, the frames back of its depthwise taps on the past, oldest first: (P-1-p)*d for p < P-1."""
+    return [[(config.P - 1 - p) * d for p in range(config.P - 1)] for d in config.dilations]
+
+
+def _activation(prelu: nn.PReLU) -> tuple[str, Tensor | float]:
+    """A PReLU as (kind, slope): a one-slope PReLU becomes a LeakyReLU, which onnxruntime fuses into the
+    matrix product before it."""
+    slope = prelu.weight.detach().clone()
+    return ("leaky", float(slope)) if slope.numel() == 1 else ("prelu", slope)
+
+
+def _act(x: Tensor, activation: tuple[str, Tensor | float]) -> Tensor:
+    kind, slope = activation
+    return F.leaky_relu(x, slope) if kind == "leaky" else F.prelu(x, slope)
+
+
+def _norm(x: Tensor, norm: ChannelNorm) -> Tensor:
+    return F.layer_norm(x, (norm.channels,), norm.gamma, norm.beta, norm.eps)
+
+
+def _nonzero(weight: Tensor, floor: float = 1e-6) -> Tensor:
+    """`weight` with magnitudes below `floor` raised to it (sign kept), so that dividing by it is safe: the
+    function changes by at most `floor` times the input there, far below the export's tolerance."""
+    return torch.where(weight.abs() < floor, torch.copysign(torch.tensor(floor), weight), weight)
+
+
+def _scaled(norm: ChannelNorm, weight: Tensor) -> ChannelNorm:
+    """A copy of `norm` whose output is multiplied by `weight` per channel."""
+    scaled = ChannelNorm(norm.channels, norm.eps)
+    with torch.no_grad():
+        scaled.gamma.copy_(norm.gamma * weight)
+        scaled.beta.copy_(norm.beta * weight)
+    return scaled
+
+
+class HopStep(nn.Module):
+    """One hop of `model` (a cLN ConvTasNet, in eval mode), batch of channels first.
+
+    forward(chunk (b, hop), enc (b, L-hop), taps (b, P-1, blocks*H), dec (b, L-hop)) ->
+        (enhanced (b, hop), enc_out, activations (b, blocks*H), dec_out)
+
+    `taps[:, p, i*H:(i+1)*H]` is block i's part of the `activations` returned `lags(config)[i][p]` hops ago
+    (zeros before the stream began). `enc`, `dec` and `enhanced` are
+    `forward_stream`'s: the last input samples, the overlap-add tail, and output delayed by L - hop.
+    """
+
+    def __init__(self, model: ConvTasNet) -> None:
+        super().__init__()
+        c = model.config
+        if c.norm != "cLN":
+            raise ValueError("the one-hop form needs the stateless per-frame norm (norm='cLN')")
+        self.config = c
+        blocks = list(model.blocks)
+        self.bottleneck_norm, bottleneck = model.bottleneck
+        self.register_buffer("encoder", model.encoder.weight.detach()[:, 0, :].T.clone())  # (L, N)
+        self.register_buffer("bottleneck_w", bottleneck.weight.detach()[:, :, 0].T.clone())
+        self.register_buffer("bottleneck_b", bottleneck.bias.detach().clone())
+        carried = torch.zeros(c.B)  # the residual path's biases so far, folded into the next input conv
+        self.in_w, self.in_b, self.res_w = [], [], []
+        now = [_nonzero(block.depthwise.weight.detach()[:, 0, -1]) for block in blocks]  # weight on this frame
+        for i, block in enumerate(blocks):
+            w_in = block.in_conv.weight.detach()[:, :, 0]
+            self._buffer(self.in_w, f"in_w{i}", w_in.T)
+            self._buffer(self.in_b, f"in_b{i}", block.in_conv.bias.detach() + w_in @ carried)
+            carried = carried + block.res_conv.bias.detach()
+            if i < len(blocks) - 1:
+                self._buffer(self.res_w, f"res_w{i}", block.res_conv.weight.detach()[:, :, 0].T)
+        past = [b.depthwise.weight.detach()[:, 0, :-1].T / w for b, w in zip(blocks, now)]  # each (P-1, H)
+        self.register_buffer("past_w", torch.cat(past, dim=1).clone())  # (P-1, blocks*H)
+        self.register_buffer("past_b", torch.cat([b.depthwise.bias.detach() for b in blocks]).clone())
+        self.norms = nn.ModuleList(n for b, w in zip(blocks, now) for n in (_scaled(b.norm1, w), b.norm2))
+        self.activations = [(_activation(b.act1), _activation(b.act2)) for b in blocks]
+        skip_w = torch.cat([b.skip_conv.weight.detach()[:, :, 0] for b in blocks], dim=1)
+        self.register_buffer("skip_w", skip_w.T.clone())  # (blocks*H, B)
+        self.register_buffer("skip_b", sum(b.skip_conv.bias.detach() for b in blocks).clone())
+        mask_act, mask_conv, _ = model.mask
+        self.mask_activation = _activation(mask_act)
+        self.register_buffer("mask_w", mask_conv.weight.detach()[:, :, 0].T.clone())
+        self.register_buffer("mask_b", mask_conv.bias.detach().clone())
+        decoder = model.decoder.weight.detach()[:, 0, :]  # (N, L)
+        self.register_buffer("decoder_now", decoder[:, : c.hop].clone())
+        self.register_buffer("decoder_next", decoder[:, c.hop :].clone())
+
+    def _buffer(self, group: list, name: str, value: Tensor) -> None:
+        self.register_buffer(name, value.clone())
+        group.append(name)
+
+    def forward(self, chunk: Tensor, enc: Tensor, taps: Tensor, dec: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        c = self.config
+        w = torch.relu(torch.cat([enc, chunk], dim=1) @ self.encoder)  # (b, N): this frame's encoding
+        x = torch.addmm(self.bottleneck_b, _norm(w, self.bottleneck_norm), self.bottleneck_w)
+        past = ((taps * self.past_w).sum(1) + self.past_b).split(c.H, dim=1)  # each block's taps on the past
+        inputs, outputs = [], []
+        for i, (act1, act2) in enumerate(self.activations):
+            h = _act(torch.addmm(getattr(self, self.in_b[i]), x, getattr(self, self.in_w[i])), act1)
+            y = _norm(h, self.norms[2 * i])  # the depthwise input, times the conv's weight on this frame
+            inputs.append(y)
+            y = _norm(_act(y + past[i], act2), self.norms[2 * i + 1])
+            outputs.append(y)
+            if i < len(self.res_w):
+                x = torch.addmm(x, y, getattr(self, self.res_w[i]))
+        skip = _act(torch.addmm(self.skip_b, torch.cat(outputs, dim=1), self.skip_w), self.mask_activation)
+        masked = w * torch.sigmoid(torch.addmm(self.mask_b, skip, self.mask_w))
+        out = torch.addmm(dec, masked, self.decoder_now)
+        return out, chunk, torch.cat(inputs, dim=1), masked @ self.decoder_next
