@@ -1,7 +1,9 @@
 """`denoise bench speed`: single-thread streaming speed of our engine and the streaming peers, per block size.
 
 Each system runs in a fresh process (so its peak memory is its own), one thread, fed the same audio block by
-block as a live stream would be; each `feed` is timed. Also: our model's parameters and MACs per second of
+block as a live stream would be; each `feed` is timed. The systems take turns for `--rounds` rounds and each
+block size reports its median round, so a slow spell of a shared machine falls on one round of one system
+rather than on the whole of it. Also: our model's parameters and MACs per second of
 audio, a profile of our engine at one hop per run (onnxruntime's kernel time by op type, session run against
 the rest of `feed`), and training throughput when torch is installed. The headline is issue 4's check: our
 engine against RNNoise (pyrnnoise, its resampling included) at 160-sample blocks, measured in the same run.
@@ -46,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="loop the input to this length (default 10)")
     p.add_argument("--blocks", type=int, nargs="+", default=list(BLOCKS), help="block sizes in samples at 16 kHz")
     p.add_argument("--train-steps", type=int, default=5, help="timed training steps (0: skip; needs torch)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of turns over the systems (default 3)")
     add_system_options(p, STREAMING_KEYS)
     p.add_argument("--out", type=Path, default=RESULTS, help=f"report folder (default {RESULTS})")
     p.set_defaults(run=run)
@@ -125,16 +128,27 @@ def _peak_mib() -> float:
     return next((int(line.split()[1]) / 1024 for line in lines if line.startswith("VmHWM:")), math.nan)
 
 
-def measure(key: str, options: Options, audio: np.ndarray, blocks: list[int]) -> dict:
-    """In a fresh process: load one system, time it at each block size, report its peak memory."""
+def measure(key: str, options: Options, audio: np.ndarray, blocks: list[int], profile: bool) -> dict:
+    """In a fresh process: load one system, time it at each block size, report its peak memory (and, for ours
+    with `profile`, the profile)."""
     base = _peak_mib()
     (system,) = select([key], options)
     system.load()
     rows = [time_stream(system, audio, block) for block in blocks]
     entry = {"label": system.label, "blocks": rows, "peak_rss_mib": _peak_mib(), "own_rss_mib": _peak_mib() - base}
-    if key == OURS:
+    if key == OURS and profile:
         entry["profile"] = profile_ours(options.model, audio)
     return entry
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """One system's rounds as one entry: per block size the round with the median RTF (its percentiles too),
+    with every round's RTF beside it; the first round's memory and profile."""
+    rows = []
+    for i, _ in enumerate(rounds[0]["blocks"]):
+        runs = sorted((r["blocks"][i] for r in rounds), key=lambda row: row["rtf"])
+        rows.append({**runs[(len(runs) - 1) // 2], "rtf_rounds": [r["blocks"][i]["rtf"] for r in rounds]})
+    return {**rounds[0], "blocks": rows}
 
 
 def training_throughput(config: dict, steps: int) -> dict | None:
@@ -173,8 +187,10 @@ def run(args: argparse.Namespace) -> int:
     from realtime.audio_io import read_audio
     from realtime.errors import AudioError
 
-    if args.seconds <= WARMUP_SECONDS or min(args.blocks) < 1 or args.train_steps < 0:
-        raise AudioError(f"--seconds must exceed {WARMUP_SECONDS:g}, --blocks be >= 1, --train-steps >= 0")
+    if args.seconds <= WARMUP_SECONDS or min(args.blocks) < 1 or args.train_steps < 0 or args.rounds < 1:
+        raise AudioError(
+            f"--seconds must exceed {WARMUP_SECONDS:g}, --blocks be >= 1, --train-steps >= 0, --rounds >= 1"
+        )
     options = options_from(args)
     systems, skipped = triage(select(args.systems or list(STREAMING_KEYS), options, streaming_only=True))
     if not systems:
@@ -187,15 +203,25 @@ def run(args: argparse.Namespace) -> int:
     info = load_model_info(options.model)
     training = training_throughput(info.document["model_config"], args.train_steps) if args.train_steps else None
     os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the measuring processes
+    rounds: dict[str, list[dict]] = {system.key: [] for system in systems}
+    for turn in range(args.rounds):
+        for system in systems:
+            print(f"round {turn + 1} of {args.rounds}: timing {system.label} ...", flush=True)
+            with ProcessPoolExecutor(1, get_context("spawn")) as pool:
+                job = pool.submit(measure, system.key, options, audio, args.blocks, turn == 0)
+                rounds[system.key].append(job.result())
     results = {}
     for system in systems:
-        print(f"timing {system.label} ...", flush=True)
-        with ProcessPoolExecutor(1, get_context("spawn")) as pool:
-            results[system.key] = pool.submit(measure, system.key, options, audio, args.blocks).result()
+        results[system.key] = median_round(rounds[system.key])
         results[system.key]["macs_per_second"] = _macs(system)
     document = {
         "header": head,
-        "input": {"path": shown(args.input), "seconds": args.seconds, "warmup_seconds": WARMUP_SECONDS},
+        "input": {
+            "path": shown(args.input),
+            "seconds": args.seconds,
+            "warmup_seconds": WARMUP_SECONDS,
+            "rounds": args.rounds,
+        },
         "model": {
             "parameters": info.document.get("parameters"),
             "macs_per_second": results.get(OURS, {}).get("macs_per_second"),
@@ -225,6 +251,24 @@ def headline(systems: dict) -> str:
         f"{ours_cpu:.4f}), RNNoise (pyrnnoise, its 16<->48 kHz resampling included) RTF {base:.4f} (CPU time "
         f"{base_cpu:.4f}): ours is {verdict}.**"
     )
+
+
+def _rtf(systems: dict, key: str, block: int) -> float | None:
+    return next((r["rtf"] for r in systems[key]["blocks"] if r["block"] == block), None) if key in systems else None
+
+
+def cost_ratios(systems: dict) -> str:
+    """Issue 18's check, from this run's table: ours against RNNoise at 32-sample blocks (done when <= 1) and
+    against DTLN at 160 (done when <= 0.5)."""
+    cells = []
+    for peer, label, block, mark in (("rnnoise", "RNNoise", 32, 1.0), ("dtln", "DTLN", 160, 0.5)):
+        ours, theirs = _rtf(systems, OURS, block), _rtf(systems, peer, block)
+        if ours is None or theirs is None:
+            cells.append(f"ours / {label} at {block}-sample blocks: not measured in this run")
+        else:
+            met = "met" if ours / theirs <= mark else "not met"
+            cells.append(f"ours / {label} at {block}-sample blocks {ours / theirs:.2f} (mark <= {mark:g}: {met})")
+    return "RTF ratios, medians of the same run: " + "; ".join(cells) + "."
 
 
 def profile_markdown(profile: dict) -> list[str]:
@@ -269,9 +313,13 @@ def write_reports(document: dict, out: Path) -> None:
     lines += [
         f"Input: `{document['input']['path']}` looped to {document['input']['seconds']:g} s, fed block by block to "
         f"a fresh stream after a {document['input']['warmup_seconds']:g} s warm-up; each `feed` timed (wall "
-        "clock, so it includes any resampling and Python around the model). RTF = time / audio time.",
+        "clock, so it includes any resampling and Python around the model). RTF = time / audio time. The "
+        f"systems took turns for {document['input']['rounds']} rounds, each in a fresh process; each block size "
+        "shows its median round (all rounds' RTFs are in speed.json).",
         "",
         headline(systems),
+        "",
+        cost_ratios(systems),
         "",
         "## Our model",
         "",

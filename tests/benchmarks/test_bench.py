@@ -269,17 +269,26 @@ def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
     out = tmp_path / "results"
     result = run_cli(
         "bench", "speed", "--seconds", "1.5", "--blocks", "32", "160", "--systems", "ours_stream", "rnnoise",
-        "--train-steps", "0", "--out", out,
+        "--train-steps", "0", "--rounds", "3", "--out", out,
     )  # fmt: skip
     assert result.code == 0, result.stderr
     report = json.loads((out / "speed.json").read_text())
     ours = report["systems"]["ours_stream"]
     assert [row["block"] for row in ours["blocks"]] == [32, 160]
+    for entry in report["systems"].values():  # each block size: the median of three rounds
+        assert all(
+            len(row["rtf_rounds"]) == 3 and row["rtf"] == sorted(row["rtf_rounds"])[1] for row in entry["blocks"]
+        )
     assert all(row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] for row in ours["blocks"])
     assert report["model"]["parameters"] > 0 and report["model"]["training"] is None
     markdown = (out / "speed.md").read_text()
     assert "Command: `denoise bench speed" in markdown and "| ours, streaming (ONNX engine) |" in markdown
     assert ("our engine RTF" in markdown) == ("rnnoise" in report["systems"])
+    if "rnnoise" in report["systems"]:
+        assert (
+            "ours / RNNoise at 32-sample blocks" in markdown
+            and "ours / DTLN at 160-sample blocks: not measured" in markdown
+        )
     profile = ours["profile"]
     assert profile["runs"] > 0 and profile["graph"] == "one-hop"  # the shipped model has one: live runs it
     assert {"Gemm", "LayerNormalization"} <= {row["op"] for row in profile["ops"]}
