@@ -17,6 +17,12 @@ STOPBAND_DB = 60.0  # alias/image rejection beyond the transition band
 TRANSITION_HZ = 4000.0  # transition width, centred on half the lower rate: short filter, ~1 ms round trip
 
 
+def _windows(buf: np.ndarray, taps: int) -> np.ndarray:
+    """Every run of `taps` consecutive samples of the contiguous float32 `buf`, as rows of a view (no copy;
+    numpy's sliding_window_view costs more in its checks than the filtering does at a 64-frame callback)."""
+    return np.ndarray((len(buf) - taps + 1, taps), np.float32, buf, 0, (buf.itemsize, buf.itemsize))
+
+
 class Resampler:
     """Convert mono float32 audio from `rate_in` to `rate_out` chunk by chunk (`process`)."""
 
@@ -53,12 +59,29 @@ class Resampler:
         """The next output samples for the next input chunk (1-D float32)."""
         x = np.asarray(x, np.float32)
         buf = np.concatenate([self._history, x])
+        start = self._inputs - len(self._history)  # the stream index of buf[0]
         self._inputs += len(x)
         end = self.output_count(self._inputs)
-        pos = np.arange(self._outputs, end, dtype=np.int64) * self.down  # positions at the upsampled rate
-        newest = pos // self.up - (self._inputs - len(buf))  # index in buf of each output's newest input
-        window = newest[:, None] + np.arange(1 - self.taps, 1)[None, :]
-        y = np.einsum("ij,ij->i", buf[window], self._branches[pos % self.up])
+        if end == self._outputs:  # too little input for another output
+            y = np.zeros(0, np.float32)
+        elif self.up == 1:  # decimation: every `down`-th window, one branch (a matrix-vector product)
+            y = self._decimate(buf, start, end)
+        elif self.down == 1:  # interpolation: every window, all branches (one matrix product)
+            y = (_windows(buf, self.taps) @ self._branches.T).reshape(-1)
+        else:
+            y = self._polyphase(buf, start, end)
         self._outputs = end
         self._history = buf[len(buf) - (self.taps - 1) :]
         return y.astype(np.float32, copy=False)
+
+    def _decimate(self, buf: np.ndarray, start: int, end: int) -> np.ndarray:
+        first = self._outputs * self.down - start - (self.taps - 1)  # window of the first output, in buf
+        last = first + (end - self._outputs - 1) * self.down
+        return _windows(buf, self.taps)[first : last + 1 : self.down] @ self._branches[0]
+
+    def _polyphase(self, buf: np.ndarray, start: int, end: int) -> np.ndarray:
+        """Any ratio: each output's window and branch picked by index."""
+        pos = np.arange(self._outputs, end, dtype=np.int64) * self.down  # positions at the upsampled rate
+        newest = pos // self.up - start  # index in buf of each output's newest input
+        window = newest[:, None] + np.arange(1 - self.taps, 1)[None, :]
+        return np.einsum("ij,ij->i", buf[window], self._branches[pos % self.up])
