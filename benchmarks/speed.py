@@ -81,9 +81,9 @@ def time_stream(system: System, audio: np.ndarray, block: int) -> dict[str, floa
 
 def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
     """Where a one-hop feed's time goes: onnxruntime's profiler on the engine live uses (one hop per feed: the
-    one-hop graph where the model has one) for PROFILE_RUNS feeds (kernel time by op type; the profiler slows
-    the kernels, so the shares say more than the sums), then the same engine unprofiled: time in its runs
-    (with the one-hop graph: with the ring's gather and store) against the rest of `feed`."""
+    one-hop graph where the model has short-run graphs) for PROFILE_RUNS feeds (kernel time by op type; the
+    profiler slows the kernels, so the shares say more than the sums), then the same engine unprofiled: time
+    in its runs (with the short-run graphs: with the ring's gather and store) against the rest of `feed`."""
     from realtime.engine import Denoiser
 
     hop = load_model_info(model).hop
@@ -92,7 +92,7 @@ def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
         profiled = Denoiser(model, block_size=hop, profile_prefix=str(Path(scratch) / "ours"))
         for chunk in np.resize(hops, (PROFILE_RUNS, hop)):
             profiled.feed(chunk)
-        events = json.loads(Path(profiled.runner.session.end_profiling()).read_text())
+        events = [e for path in profiled.runner.end_profiling() for e in json.loads(Path(path).read_text())]
     runs = sum(1 for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
     time_by_op, nodes_by_op = Counter(), Counter()
     for event in events:
@@ -109,7 +109,7 @@ def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
     run_us = sum(engine.compute_times) / len(hops) * 1e6
     return {
         "hop": hop,
-        "graph": "one-hop" if type(engine.runner).__name__ == "HopRunner" else "main",
+        "graph": "short-run" if type(engine.runner).__name__ == "RingRunner" else "main",
         "runs": runs,
         "ops": [
             {"op": op, "nodes": nodes_by_op[op] // runs, "us_per_run": total / runs}
@@ -298,8 +298,7 @@ def profile_markdown(profile: dict) -> list[str]:
 def write_reports(document: dict, out: Path) -> None:
     """speed.json, speed.md and the RTF-vs-block plot under `out`, each written atomically."""
     from benchmarks.plots import speed_vs_block
-    from benchmarks.report import header_markdown
-    from realtime.audio_io import atomic_output
+    from benchmarks.report import header_markdown, write_report
     from realtime.model_file import write_json_atomic
 
     systems, model = document["systems"], document["model"]
@@ -364,5 +363,4 @@ def write_reports(document: dict, out: Path) -> None:
     ]
     lines += [f"- {k}: {v}" for k, v in document["skipped"].items()] or ["- none"]
     lines += ["", "![RTF vs block size](plots/speed_rtf_vs_block.png)"]
-    with atomic_output(out / "speed.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_report(out / "speed.md", "\n".join(lines) + "\n")

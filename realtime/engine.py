@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 
 from realtime.model_file import load_model_info
-from realtime.runners import MAX_HOPS_PER_RUN, GraphRunner, HopRunner, Runner, open_session
+from realtime.runners import MAX_HOPS_PER_RUN, GraphRunner, RingRunner, Runner, open_session
 
 __all__ = ["MAX_HOPS_PER_RUN", "Denoiser", "open_session"]
 
@@ -34,8 +34,8 @@ class Denoiser:
     delayed input through (crossfaded over one block). `profile_prefix`: record onnxruntime's profile of the
     runs (`runner.session.end_profiling()` writes it).
 
-    With a `block_size` of at most one hop, every run is one hop, and a model that has a one-hop graph runs
-    through it (`HopRunner`); otherwise the main graph runs as many hops as each `feed` completes.
+    A mono engine with a `block_size` that its model's short-run graphs cover (at most their longest run of
+    hops) runs through them (`RingRunner`); otherwise the main graph runs as many hops as each `feed` completes.
     """
 
     def __init__(
@@ -66,14 +66,17 @@ class Denoiser:
         self._mix = self.dry_share
         self._last_flat = channels == 1
         self.nonfinite_blocks = 0
-        one_hop = block_size is not None and block_size <= self.hop and self.info.hop_graph is not None
-        runner = HopRunner if one_hop else GraphRunner
+        ring = self.info.ring
+        short = (
+            ring is not None and channels == 1 and block_size is not None and block_size <= max(ring.graphs) * self.hop
+        )
+        runner = RingRunner if short else GraphRunner
         self.runner: Runner = runner(self.info, channels, threads, profile_prefix)
         self.reset()
 
     @property
     def compute_times(self) -> deque[float]:
-        """Seconds per model run (with the one-hop graph: with the ring's gather and store), the last 100,000."""
+        """Seconds per model run (with the short-run graphs: with the ring's gather and store), the last 100,000."""
         return self.runner.compute_times
 
     # -- latency ---------------------------------------------------------------------------------------

@@ -6,12 +6,13 @@ sidecar's "inputs" after `chunk` (`enc`, `conv0` ... `conv{n-1}` one per TCN blo
 "state" entry) and returns `enhanced` (batch, k*hop), delayed by `delay` samples (the algorithmic latency,
 L - hop), and the new state as `<name>_out` for each.
 
-A model may also have a one-hop graph (`hop_graph` in the sidecar, a second ONNX file beside the first): the
-same function for exactly one hop, taking each block's past depthwise inputs (`taps`, gathered from a ring of
-past frames the caller keeps) instead of the whole conv state, and returning this frame's (`activations`).
-Its inputs are `chunk` (batch, hop), `enc`, `taps` (batch, P-1, blocks*H), `dec`; its outputs `enhanced`,
-`enc_out`, `activations` (batch, blocks*H), `dec_out`. `taps[:, p, i*H:(i+1)*H]` is block i's input
-`lags[i][p]` frames ago.
+A model may also have short-run graphs (`ring` in the sidecar; more ONNX files beside the first): the same
+function for one channel and runs of 1 to `max_hops` hops, taking each block's past depthwise inputs (`taps`,
+gathered from a ring of past frames the caller keeps) instead of the whole conv state, and returning the
+run's (`activations`). Their inputs are `chunk` (1, k*hop), `enc`, `taps` (P-1, k, blocks*H), `dec`; their
+outputs `enhanced`, `enc_out`, `activations` (k, blocks*H), `dec_out`. `taps[p, t, i*H:(i+1)*H]` is block
+i's part of the activations stored `lags[i][p]` frames before frame t of the run, zeros where that frame is
+in the run itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import itertools
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,7 +37,7 @@ ASSETS = "assets"
 DEFAULT_NAME = "default"
 CHUNK, ENHANCED = "chunk", "enhanced"  # the graph's audio input and output
 ENCODER_STATE, DECODER_TAIL = "enc", "dec"
-HOP_TAPS, HOP_ACTIVATIONS = "taps", "activations"  # the one-hop graph's past and present depthwise inputs
+RING_TAPS, RING_ACTIVATIONS = "taps", "activations"  # the short-run graphs' past and present depthwise inputs
 
 
 def state_names(blocks: int) -> list[str]:
@@ -48,17 +50,20 @@ def output_name(state: str) -> str:
     return f"{state}_out"
 
 
-def hop_graph_inputs() -> list[str]:
-    return [CHUNK, ENCODER_STATE, HOP_TAPS, DECODER_TAIL]
+def ring_graph_inputs() -> list[str]:
+    return [CHUNK, ENCODER_STATE, RING_TAPS, DECODER_TAIL]
 
 
-def hop_graph_outputs() -> list[str]:
-    return [ENHANCED, output_name(ENCODER_STATE), HOP_ACTIVATIONS, output_name(DECODER_TAIL)]
+def ring_graph_outputs() -> list[str]:
+    return [ENHANCED, output_name(ENCODER_STATE), RING_ACTIVATIONS, output_name(DECODER_TAIL)]
 
 
-def hop_graph_file(model_path: Path) -> str:
-    """The one-hop graph's file name, beside the main graph."""
-    return f"{model_path.stem}.hop.onnx"
+def ring_graph_file(model_path: Path, max_hops: int) -> str:
+    """The file name of the short-run graph for runs of up to `max_hops` hops, beside the main graph."""
+    return f"{model_path.stem}.ring{max_hops}.onnx"
+
+
+RING_GRAPH_NAME = re.compile(r".+\.ring\d+\.onnx")
 
 
 def default_model_path() -> Path:
@@ -76,7 +81,7 @@ def shipped_model_path(name: str) -> Path:
 
 
 def shipped_model_names() -> list[str]:
-    return sorted(p.stem for p in _assets().glob("*.onnx") if not p.name.endswith(".hop.onnx"))
+    return sorted(p.stem for p in _assets().glob("*.onnx") if not RING_GRAPH_NAME.fullmatch(p.name))
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
@@ -96,8 +101,9 @@ def sidecar_path(model_path: Path) -> Path:
 @dataclass
 class Sidecar:
     """The sidecar document. `state` maps each state input, in graph order, to {"shape": ["batch", sizes...],
-    "meaning": ...}; `hop_graph`, if any: {"file", "lags", "channels"} of the one-hop graph (see the module's
-    docstring); `training` and `scores` are free-form records (data, licences, test scores)."""
+    "meaning": ...}; `ring`, if any: {"lags", "channels", "graphs": [{"file", "max_hops"}...]} of the
+    short-run graphs (see the module's docstring); `training` and `scores` are free-form records (data,
+    licences, test scores)."""
 
     model_config: dict[str, Any]
     parameters: int
@@ -108,7 +114,7 @@ class Sidecar:
     verified_max_abs_error: float
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
-    hop_graph: dict[str, Any] | None = None
+    ring: dict[str, Any] | None = None
     exported: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     model: str = "causal Conv-TasNet"
     format: str = FORMAT
@@ -145,8 +151,8 @@ class Sidecar:
             "outputs": self.outputs,
             "state": self.state,
             **(
-                {"hop_graph": {**self.hop_graph, "inputs": hop_graph_inputs(), "outputs": hop_graph_outputs()}}
-                if self.hop_graph
+                {"ring": {**self.ring, "inputs": ring_graph_inputs(), "outputs": ring_graph_outputs()}}
+                if self.ring
                 else {}
             ),
             "opset": self.opset,
@@ -172,7 +178,7 @@ class Sidecar:
             verified_max_abs_error=float(doc.get("verified_max_abs_error", float("nan"))),
             training=doc.get("training", {}),
             scores=doc.get("scores", {}),
-            hop_graph=_hop_graph_entry(doc["hop_graph"]) if "hop_graph" in doc else None,
+            ring=_ring_entry(doc["ring"]) if "ring" in doc else None,
             exported=doc.get("exported", ""),
             model=doc.get("model", cls.model),
             format=doc.get("format", FORMAT),
@@ -182,26 +188,32 @@ class Sidecar:
         write_json(path, self.to_dict())
 
 
-def _hop_graph_entry(entry: dict[str, Any]) -> dict[str, Any]:
+def _ring_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return {
-        "file": str(entry["file"]),
         "lags": [[int(n) for n in row] for row in entry["lags"]],
         "channels": int(entry["channels"]),
+        "graphs": [{"file": str(g["file"]), "max_hops": int(g["max_hops"])} for g in entry["graphs"]],
     }
 
 
 @dataclass(frozen=True)
-class HopGraph:
-    """The one-hop graph of a model file: its path, each block's tap lags (frames back) and channels H."""
+class Ring:
+    """A model's short-run graphs: each block's tap lags (frames back), channels H, and the graph for runs of
+    up to each `max_hops` hops."""
 
-    path: Path
     lags: list[list[int]]
     channels: int
+    graphs: dict[int, Path]
 
     @property
-    def ring_frames(self) -> int:
+    def frames(self) -> int:
         """Past frames a caller must keep: the longest lag."""
         return max(max(row) for row in self.lags)
+
+    @property
+    def width(self) -> int:
+        """Values per frame in the ring: blocks * H."""
+        return len(self.lags) * self.channels
 
 
 @dataclass(frozen=True)
@@ -235,11 +247,12 @@ class ModelInfo:
         return {name: entry["shape"] for name, entry in self.sidecar.state.items()}
 
     @property
-    def hop_graph(self) -> HopGraph | None:
-        entry = self.sidecar.hop_graph
+    def ring(self) -> Ring | None:
+        entry = self.sidecar.ring
         if entry is None:
             return None
-        return HopGraph(self.path.parent / entry["file"], entry["lags"], entry["channels"])
+        graphs = {g["max_hops"]: self.path.parent / g["file"] for g in entry["graphs"]}
+        return Ring(entry["lags"], entry["channels"], graphs)
 
 
 def load_model_info(model_path: str | os.PathLike | None = None) -> ModelInfo:
@@ -278,36 +291,39 @@ def _layout_problem(info: ModelInfo) -> str | None:
     values = sum(math.prod(shape[1:]) for shape in info.state_shapes.values())
     if values > MAX_STATE_VALUES:
         return f"the state holds {values:,} values per channel (at most {MAX_STATE_VALUES:,})"
-    return _hop_graph_problem(info)
+    return _ring_problem(info)
 
 
-def _hop_graph_problem(info: ModelInfo) -> str | None:
-    hop = info.hop_graph
-    if hop is None:
+def _ring_problem(info: ModelInfo) -> str | None:
+    ring, entry = info.ring, info.sidecar.ring
+    if ring is None:
         return None
-    if Path(info.sidecar.hop_graph["file"]).name != info.sidecar.hop_graph["file"]:
-        return f"hop_graph file {info.sidecar.hop_graph['file']!r}: expected a file name beside the model"
-    taps = {len(row) for row in hop.lags}
-    if not hop.lags or len(taps) != 1 or taps == {0} or hop.channels < 1:
-        return f"hop_graph lags {hop.lags} with {hop.channels} channels: expected the same taps for every block"
-    if not all(type(n) is int and n >= 1 for row in hop.lags for n in row):
-        return f"hop_graph lags {hop.lags}: expected frame counts >= 1"
-    ring = hop.ring_frames * len(hop.lags) * hop.channels
-    if ring > MAX_STATE_VALUES:
-        return f"the hop graph's ring holds {ring:,} values per channel (at most {MAX_STATE_VALUES:,})"
-    if not hop.path.is_file():
-        return f"its one-hop graph {hop.path.name} is missing"
+    files = [g["file"] for g in entry["graphs"]]
+    if not files or any(Path(f).name != f for f in files):
+        return f"ring graphs {files}: expected file names beside the model"
+    if len(ring.graphs) != len(files) or min(ring.graphs) < 1:
+        return f"ring graphs {entry['graphs']}: expected one graph per max_hops >= 1"
+    taps = {len(row) for row in ring.lags}
+    if not ring.lags or len(taps) != 1 or taps == {0} or ring.channels < 1:
+        return f"ring lags {ring.lags} with {ring.channels} channels: expected the same taps for every block"
+    if not all(type(n) is int and n >= 1 for row in ring.lags for n in row):
+        return f"ring lags {ring.lags}: expected frame counts >= 1"
+    if ring.frames * ring.width > MAX_STATE_VALUES:
+        return f"the ring holds {ring.frames * ring.width:,} values per channel (at most {MAX_STATE_VALUES:,})"
+    missing = [path.name for path in ring.graphs.values() if not path.is_file()]
+    if missing:
+        return f"its short-run graph {missing[0]} is missing"
     return None
 
 
 def check_graph(
-    info: ModelInfo, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]], hop: bool = False
+    info: ModelInfo, inputs: list[tuple[str, list]], outputs: list[tuple[str, list]], ring: bool = False
 ) -> None:
-    """Refuse a sidecar that does not describe its ONNX graph (`hop`: the one-hop graph), given as (name, shape)
-    per input and output: names in order, and each state tensor's rank and fixed sizes."""
+    """Refuse a sidecar that does not describe its ONNX graph (`ring`: one of its short-run graphs), given as
+    (name, shape) per input and output: names in order, and each state tensor's rank and fixed sizes."""
     side = sidecar_path(info.path)
-    if hop:
-        wanted = {"inputs": hop_graph_inputs(), "outputs": hop_graph_outputs()}
+    if ring:
+        wanted = {"inputs": ring_graph_inputs(), "outputs": ring_graph_outputs()}
     else:
         wanted = {"inputs": info.sidecar.inputs, "outputs": info.sidecar.outputs}
     for kind, graph in (("inputs", inputs), ("outputs", outputs)):
@@ -317,20 +333,20 @@ def check_graph(
             mine, its = pairs[at]
             raise AudioError(f"{side}: {kind} do not match the ONNX graph's: number {at} is {mine}, the graph's {its}")
     shapes = dict(inputs + outputs)
-    for graph_name, shape in _graph_state_shapes(info, hop).items():
+    for graph_name, shape in _graph_state_shapes(info, ring).items():
         got = shapes[graph_name]
-        if len(got) != len(shape) or any(type(g) is int and g != n for g, n in zip(got[1:], shape[1:])):
+        if len(got) != len(shape) or any(type(g) is type(n) is int and g != n for g, n in zip(got, shape)):
             raise AudioError(f"{side}: state {graph_name} has shape {shape}, the ONNX graph's is {got}")
 
 
-def _graph_state_shapes(info: ModelInfo, hop: bool) -> dict[str, list[int | str]]:
-    """The shape of every state input and output of the main graph, or of the one-hop graph."""
-    names = [ENCODER_STATE, DECODER_TAIL] if hop else list(info.state_shapes)
+def _graph_state_shapes(info: ModelInfo, ring: bool) -> dict[str, list[int | str]]:
+    """The shape of every state input and output of the main graph, or of a short-run graph (sizes that are
+    not numbers vary: batch, frames)."""
+    names = [ENCODER_STATE, DECODER_TAIL] if ring else list(info.state_shapes)
     shapes = {n: info.state_shapes[name] for name in names for n in (name, output_name(name))}
-    if hop:
-        graph = info.hop_graph
-        width = len(graph.lags) * graph.channels
-        shapes |= {HOP_TAPS: ["batch", len(graph.lags[0]), width], HOP_ACTIVATIONS: ["batch", width]}
+    if ring and info.ring is not None:
+        taps = len(info.ring.lags[0])
+        shapes |= {RING_TAPS: [taps, "frames", info.ring.width], RING_ACTIVATIONS: ["frames", info.ring.width]}
     return shapes
 
 

@@ -2,9 +2,9 @@
 stream's state kept from run to run without allocating. No torch.
 
 - `GraphRunner`: the main graph, any number of hops per run, the whole state passed in and out.
-- `HopRunner`: the one-hop graph (see `realtime.model_file`), one run per hop, each block's past depthwise
-  inputs kept here in a ring and only the taps the hop needs passed in: what live runs, at a fraction of the
-  main graph's cost per hop.
+- `RingRunner`: the short-run graphs (see `realtime.model_file`), one channel, runs of up to their
+  `max_hops` hops, each block's past depthwise inputs kept here in a ring and only the taps the run needs
+  passed in: what live runs, at a fraction of the main graph's cost per run.
 
 Both bind the session to preallocated arrays (IO binding), and alternate two sets of state arrays run by
 run: a run reads one set and writes the other, so the state the next run reads is complete even when a
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -25,8 +26,8 @@ from realtime.model_file import (
     DECODER_TAIL,
     ENCODER_STATE,
     ENHANCED,
-    HOP_ACTIVATIONS,
-    HOP_TAPS,
+    RING_ACTIVATIONS,
+    RING_TAPS,
     ModelInfo,
     check_graph,
     output_name,
@@ -36,12 +37,12 @@ MAX_HOPS_PER_RUN = 512  # bounds the session's working memory on long blocks (~1
 
 
 def open_session(
-    info: ModelInfo, threads: int = 1, profile_prefix: str | None = None, hop: bool = False
+    info: ModelInfo, threads: int = 1, profile_prefix: str | None = None, ring_hops: int | None = None
 ) -> ort.InferenceSession:
-    """An onnxruntime CPU session for the model's main graph (`hop`: its one-hop graph), single-threaded by
-    default (predictable latency); `profile_prefix`: record onnxruntime's profile (see `end_profiling`) in a
-    file with that prefix."""
-    path = info.hop_graph.path if hop else info.path
+    """An onnxruntime CPU session for the model's main graph (`ring_hops`: its short-run graph for runs of up
+    to that many hops), single-threaded by default (predictable latency); `profile_prefix`: record
+    onnxruntime's profile (see `end_profiling`) in a file with that prefix."""
+    path = info.ring.graphs[ring_hops] if info.ring is not None and ring_hops is not None else info.path
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -55,7 +56,9 @@ def open_session(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(f"{path}: cannot load the model ({first})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    check_graph(info, [(t.name, t.shape) for t in inputs], [(t.name, t.shape) for t in outputs], hop=hop)
+    check_graph(
+        info, [(t.name, t.shape) for t in inputs], [(t.name, t.shape) for t in outputs], ring=ring_hops is not None
+    )
     return session
 
 
@@ -116,6 +119,13 @@ class Runner:
         """The overlap-add tail of the current state, (channels, delay)."""
         raise NotImplementedError
 
+    def end_profiling(self) -> list[str]:
+        """End the sessions' profiling (see `open_session`); the profile files written."""
+        return [session.end_profiling() for session in self._sessions()]
+
+    def _sessions(self) -> list[ort.InferenceSession]:
+        raise NotImplementedError
+
 
 class GraphRunner(Runner):
     """The main graph: any number of hops per run. Slot i reads state set i and writes set 1 - i; a slot's
@@ -153,66 +163,103 @@ class GraphRunner(Runner):
     def state_arrays(self) -> list[np.ndarray]:
         return list(self._states[self._slot].values())
 
+    def _sessions(self) -> list[ort.InferenceSession]:
+        return [self.session]
+
     def decoder_tail(self) -> np.ndarray:
         return self._states[self._slot][DECODER_TAIL]
 
 
-class HopRunner(Runner):
-    """The one-hop graph, one run per hop. Frame f's depthwise inputs of all blocks sit in the ring's row
-    f mod R (R: the longest lag), so a hop gathers its taps with one `take` and stores its own with one copy."""
+@dataclass
+class _RingRun:
+    """What runs of one length need: their graph's session, its two bindings (one per state set), the bound
+    arrays, and for each ring position the ring rows of every tap (`tap_rows` is the taps' memory)."""
 
-    max_hops = 1
+    session: ort.InferenceSession
+    bindings: list[ort.IOBinding]
+    chunk: np.ndarray
+    out: np.ndarray
+    tap_rows: np.ndarray
+    activations: np.ndarray
+    index: np.ndarray
+
+
+class RingRunner(Runner):
+    """The short-run graphs, one channel: each run takes the graph with the fewest `max_hops` that fits it.
+    Frame f's depthwise inputs of all blocks sit in row f mod R of the ring (R: the longest lag), so a run
+    gathers its taps with one `take` (taps that fall inside the run read the ring's extra row of zeros) and
+    stores its own with one copy."""
 
     def __init__(self, info: ModelInfo, channels: int, threads: int = 1, profile_prefix: str | None = None) -> None:
         super().__init__(info, channels)
-        graph = info.hop_graph
-        assert graph is not None
-        self.session = open_session(info, threads, profile_prefix, hop=True)
-        lags = np.array(graph.lags)  # (blocks, taps)
-        blocks, taps = lags.shape
-        self._frames = graph.ring_frames
-        self._ring = np.zeros((channels, self._frames * blocks, graph.channels), np.float32)  # row: frame, block
-        self._frame_rows = self._ring.reshape(channels, self._frames, -1)  # the same memory, a row per frame
-        rows = (np.arange(self._frames)[:, None, None] - lags.T[None]) % self._frames  # (R, taps, blocks)
-        self._index = (rows * blocks + np.arange(blocks)).reshape(self._frames, -1)  # row of each tap in the ring
-        self._position = 0  # the frame the next hop computes, mod R
-        self._taps = np.zeros((channels, taps, blocks * graph.channels), np.float32)
-        self._tap_rows = self._taps.reshape(channels, taps * blocks, graph.channels)
-        self._activations = np.zeros((channels, blocks * graph.channels), np.float32)
-        self._chunk = np.zeros((channels, self.hop), np.float32)
-        self._out = np.zeros_like(self._chunk)
+        ring = info.ring
+        if ring is None or channels != 1:
+            raise ValueError("the short-run graphs need a model that has them, and one channel")
+        self.sessions = {k: open_session(info, threads, profile_prefix, ring_hops=k) for k in sorted(ring.graphs)}
+        self.max_hops = max(self.sessions)
+        self._lags = np.array(ring.lags)  # (blocks, taps)
+        self._frames = ring.frames
+        self._ring = np.zeros((self._frames * len(ring.lags) + 1, ring.channels), np.float32)  # + a row of zeros
+        self._frame_rows = self._ring[:-1].reshape(self._frames, ring.width)
+        self._position = 0  # the frame the next run starts at, mod R
         self._states = [
-            {
-                name: np.zeros([channels, *info.state_shapes[name][1:]], np.float32)
-                for name in (ENCODER_STATE, DECODER_TAIL)
-            }
+            {name: np.zeros([1, *info.state_shapes[name][1:]], np.float32) for name in (ENCODER_STATE, DECODER_TAIL)}
             for _ in range(2)
         ]
-        self._bindings = []
-        for i in range(2):
-            binding = self.session.io_binding()
-            _bind(binding, CHUNK, self._chunk)
-            _bind(binding, HOP_TAPS, self._taps)
-            _bind(binding, ENHANCED, self._out, output=True)
-            _bind(binding, HOP_ACTIVATIONS, self._activations, output=True)
-            for name in self._states[i]:
-                _bind(binding, name, self._states[i][name])
-                _bind(binding, output_name(name), self._states[1 - i][name], output=True)
-            self._bindings.append(binding)
+        self._runs: dict[int, _RingRun] = {}  # by samples per run
+        self._last: _RingRun | None = None
 
     def _run(self, piece: np.ndarray) -> np.ndarray:
-        self._chunk[...] = piece.T
-        self._ring.take(self._index[self._position], axis=1, out=self._tap_rows, mode="clip")
-        self.session.run_with_iobinding(self._bindings[self._slot])
-        return self._out
+        run = self._runs.get(len(piece)) or self._prepare(len(piece) // self.hop)
+        self._last = run
+        run.chunk[...] = piece.T
+        self._ring.take(run.index[self._position], axis=0, out=run.tap_rows, mode="clip")
+        run.session.run_with_iobinding(run.bindings[self._slot])
+        return run.out
+
+    def _prepare(self, hops: int) -> _RingRun:
+        """Arrays, bindings and tap index of runs of `hops` hops (made once per run length)."""
+        session = self.sessions[min(k for k in self.sessions if k >= hops)]
+        blocks, taps = self._lags.shape
+        width = self._frame_rows.shape[1]
+        chunk = np.zeros((1, hops * self.hop), np.float32)
+        out = np.zeros_like(chunk)
+        tap_values = np.zeros((taps, hops, width), np.float32)
+        activations = np.zeros((hops, width), np.float32)
+        t = np.arange(hops)[None, :, None]  # (1, hops, 1) against the lags as (taps, 1, blocks)
+        back = self._lags.T[:, None, :]
+        frames = (np.arange(self._frames)[:, None, None, None] + t - back) % self._frames  # (R, taps, hops, blocks)
+        index = np.where(t >= back, len(self._ring) - 1, frames * blocks + np.arange(blocks))  # in the run: zeros
+        bindings = []
+        for i in range(2):
+            binding = session.io_binding()
+            for name, array in ((CHUNK, chunk), (RING_TAPS, tap_values), *self._states[i].items()):
+                _bind(binding, name, array)
+            _bind(binding, ENHANCED, out, output=True)
+            _bind(binding, RING_ACTIVATIONS, activations, output=True)
+            for name in self._states[i]:
+                _bind(binding, output_name(name), self._states[1 - i][name], output=True)
+            bindings.append(binding)
+        tap_rows = tap_values.reshape(-1, self._ring.shape[1])  # the take's view: a ring row per tap
+        run = _RingRun(session, bindings, chunk, out, tap_rows, activations, index.reshape(self._frames, -1))
+        self._runs[len(chunk[0])] = run
+        return run
 
     def _commit(self) -> None:
         super()._commit()
-        self._frame_rows[:, self._position] = self._activations
-        self._position = (self._position + 1) % self._frames
+        assert self._last is not None  # a run came first
+        stored = self._last.activations
+        start, end = self._position, self._position + len(stored)
+        first = min(end, self._frames) - start  # frames before the ring wraps
+        self._frame_rows[start : start + first] = stored[:first]
+        self._frame_rows[: len(stored) - first] = stored[first:]
+        self._position = end % self._frames
 
     def state_arrays(self) -> list[np.ndarray]:
         return [*self._states[self._slot].values(), self._ring]
+
+    def _sessions(self) -> list[ort.InferenceSession]:
+        return list(self.sessions.values())
 
     def decoder_tail(self) -> np.ndarray:
         return self._states[self._slot][DECODER_TAIL]

@@ -441,15 +441,16 @@ def _unknown_format(root: Path) -> Case:
 
 
 def _model(root: Path, onnx: bytes | None, sidecar: bool) -> Path:
-    """`model.onnx` (these bytes, or none), with the shipped sidecar and one-hop graph beside it if `sidecar`."""
+    """`model.onnx` (these bytes, or none), with the shipped sidecar and short-run graphs beside it if `sidecar`."""
     model = root / "model.onnx"
     if onnx is not None:
         model.write_bytes(onnx)
     if sidecar:
         doc = json.loads(default_model_path().with_suffix(".json").read_text())
-        shipped_hop = default_model_path().with_name(doc["hop_graph"]["file"])
-        doc["hop_graph"]["file"] = "model.hop.onnx"
-        (root / "model.hop.onnx").write_bytes(shipped_hop.read_bytes())
+        for graph in doc["ring"]["graphs"]:
+            shipped = default_model_path().with_name(graph["file"])
+            graph["file"] = f"model.ring{graph['max_hops']}.onnx"
+            (root / graph["file"]).write_bytes(shipped.read_bytes())
         model.with_suffix(".json").write_text(json.dumps(doc))
     return model
 
@@ -788,11 +789,11 @@ CASES: dict[str, Callable[[Path], Case]] = {
         lambda d: d["inputs"].__setitem__(2, "conv99") or d["state"].__setitem__("conv99", d["state"].pop("conv0")),
         ("inputs", "ONNX graph"),
     ),
-    "file: sidecar naming a missing one-hop graph": _sidecar_changed(
-        lambda d: d["hop_graph"].update(file="gone.hop.onnx"), ("one-hop graph gone.hop.onnx is missing",)
+    "file: sidecar naming a missing short-run graph": _sidecar_changed(
+        lambda d: d["ring"]["graphs"][0].update(file="gone.onnx"), ("short-run graph gone.onnx is missing",)
     ),
-    "file: sidecar with one-hop graph taps of unequal counts": _sidecar_changed(
-        lambda d: d["hop_graph"]["lags"].__setitem__(0, [1]), ("hop_graph lags",)
+    "file: sidecar with ring taps of unequal counts": _sidecar_changed(
+        lambda d: d["ring"]["lags"].__setitem__(0, [1]), ("ring lags",)
     ),
     "file: --atten-lim-db nan": _file_option("--atten-lim-db", "nan"),
     "file: --threads 1000": _file_option("--threads", "1000"),

@@ -3,6 +3,7 @@ torch with onnxruntime, and write the JSON sidecar."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,18 @@ from torch import Tensor, nn
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet, StreamState
-from model.hop_step import HopStep, lags
+from model.ring_step import RingStep, lags
 from realtime.audio_io import atomic_output
 from realtime.model_file import (
     CHUNK,
     ENHANCED,
+    RING_ACTIVATIONS,
+    RING_TAPS,
     Sidecar,
-    hop_graph_file,
-    hop_graph_inputs,
-    hop_graph_outputs,
     output_name,
+    ring_graph_file,
+    ring_graph_inputs,
+    ring_graph_outputs,
     sidecar_path,
     state_names,
 )
@@ -33,6 +36,7 @@ from training.provenance import training_data
 
 OPSET = 17
 TOLERANCE = 1e-4
+RING_GRAPHS = (1, 8)  # the short-run graphs written: one hop (live's), and up to 8 (10 ms blocks, longer periods)
 
 
 class ExportError(Exception):
@@ -98,56 +102,67 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
     return worst
 
 
-def verify_hop(model: ConvTasNet, onnx_path: Path, hops: int = 600, seed: int = 0) -> float:
-    """Max abs difference between the one-hop graph, run hop by hop from a ring of past activations, and torch
-    streaming, on random audio in two channels (long enough to wrap the ring of the default model)."""
+def verify_ring(model: ConvTasNet, onnx_path: Path, max_hops: int, frames: int = 600, seed: int = 0) -> float:
+    """Max abs difference between a short-run graph, run in random runs of 1 to `max_hops` hops from a ring of
+    past activations, and torch streaming (long enough to wrap the ring of the default model)."""
     c = model.config
     rng = np.random.default_rng(seed)
-    audio = (rng.standard_normal((2, hops * c.hop)) * 0.1).astype(np.float32)
+    audio = (rng.standard_normal((1, frames * c.hop)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    back = np.array(lags(c))  # (blocks, taps)
-    blocks, frames = len(back), int(back.max())
-    ring = np.zeros((2, frames, blocks, c.H), np.float32)
-    enc, dec = np.zeros((2, model.delay), np.float32), np.zeros((2, model.delay), np.float32)
-    state = model.initial_state(2)
-    worst = 0.0
-    for t in range(hops):
-        chunk = audio[:, t * c.hop : (t + 1) * c.hop]
-        taps = ring[:, (t - back.T) % frames, np.arange(blocks)].reshape(2, back.shape[1], blocks * c.H)
-        out, enc, activations, dec = session.run(None, dict(zip(hop_graph_inputs(), (chunk, enc, taps, dec))))
-        ring[:, t % frames] = activations.reshape(2, blocks, c.H)
+    back = np.array(lags(c)).T[:, None, :]  # (taps, 1, blocks)
+    blocks, ring_frames = back.shape[2], int(back.max())
+    ring = np.zeros((ring_frames, blocks, c.H), np.float32)
+    enc, dec = np.zeros((1, model.delay), np.float32), np.zeros((1, model.delay), np.float32)
+    state = model.initial_state(1)
+    worst, pos = 0.0, 0
+    while pos < frames:
+        k = min(int(rng.integers(1, max_hops + 1)), frames - pos)
+        chunk = audio[:, pos * c.hop : (pos + k) * c.hop]
+        t = np.arange(k)[None, :, None]
+        taps = ring[(pos + t - back) % ring_frames, np.arange(blocks)]  # (taps, k, blocks, H)
+        taps[np.broadcast_to(t >= back, taps.shape[:3])] = 0.0  # frames inside the run
+        feeds = dict(zip(ring_graph_inputs(), (chunk, enc, taps.reshape(len(back), k, -1), dec)))
+        out, enc, activations, dec = session.run(None, feeds)
+        ring[(pos + np.arange(k)) % ring_frames] = activations.reshape(k, blocks, c.H)
         with torch.no_grad():
             ref, state = model.forward_stream(torch.from_numpy(chunk), state)
         worst = max(worst, float(np.max(np.abs(out - ref.numpy()))))
+        pos += k
     return worst
 
 
-def _export_hop_graph(model: ConvTasNet, path: Path) -> None:
+def _export_ring_graph(model: ConvTasNet, path: Path, max_hops: int) -> None:
     c = model.config
+    hops = min(2, max_hops)
     example = (
-        torch.zeros(1, c.hop),
+        torch.zeros(1, hops * c.hop),
         torch.zeros(1, model.delay),
-        torch.zeros(1, c.P - 1, len(model.blocks) * c.H),
+        torch.zeros(c.P - 1, hops, len(model.blocks) * c.H),
         torch.zeros(1, model.delay),
     )
-    names = [*hop_graph_inputs(), *hop_graph_outputs()]
+    dynamic = {
+        CHUNK: {1: "samples"},
+        ENHANCED: {1: "samples"},
+        RING_TAPS: {1: "frames"},
+        RING_ACTIVATIONS: {0: "frames"},
+    }
     with torch.no_grad():
         torch.onnx.export(
-            HopStep(model).eval(),
+            RingStep(model, max_hops).eval(),
             example,
             str(path),
-            input_names=hop_graph_inputs(),
-            output_names=hop_graph_outputs(),
-            dynamic_axes={name: {0: "batch"} for name in names},
+            input_names=ring_graph_inputs(),
+            output_names=ring_graph_outputs(),
+            dynamic_axes=dynamic if max_hops > 1 else None,
             opset_version=OPSET,
             dynamo=False,
         )
 
 
 def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write `output` (.onnx), its one-hop graph (`<stem>.hop.onnx`) and its sidecar from a training checkpoint,
-    all or none (each to a temporary file first; the sidecar goes into place last); returns the sidecar
-    document."""
+    """Write `output` (.onnx), its short-run graphs (`<stem>.ring<max_hops>.onnx`) and its sidecar from a
+    training checkpoint, all or none (each to a temporary file first; the sidecar goes into place last);
+    returns the sidecar document."""
     if output.suffix.lower() != ".onnx":
         raise ExportError(f"{output}: the model's name must end in .onnx (its sidecar is written beside it as .json)")
     payload = load_file(checkpoint)
@@ -158,11 +173,13 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     model.load_state_dict(payload["model"])
     model.eval()
     output.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        atomic_output(sidecar_path(output), protect=(checkpoint,)) as tmp_sidecar,
-        atomic_output(output, protect=(checkpoint,)) as tmp,
-        atomic_output(output.with_name(hop_graph_file(output)), protect=(checkpoint,)) as tmp_hop,
-    ):
+    with contextlib.ExitStack() as outputs:
+        tmp_sidecar = outputs.enter_context(atomic_output(sidecar_path(output), protect=(checkpoint,)))
+        tmp = outputs.enter_context(atomic_output(output, protect=(checkpoint,)))
+        tmp_rings = {
+            k: outputs.enter_context(atomic_output(output.with_name(ring_graph_file(output, k)), protect=(checkpoint,)))
+            for k in RING_GRAPHS
+        }
         names = state_names(len(model.blocks))
         example = (torch.zeros(1, 4 * config.hop), *model.initial_state(1).flat())
         outputs = [ENHANCED, *map(output_name, names)]
@@ -182,12 +199,15 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         error = verify(model, tmp)
         if not error <= TOLERANCE:
             raise ExportError(f"{output}: ONNX output differs from torch by {error:.2e} (> {TOLERANCE:g}); not written")
-        _export_hop_graph(model, tmp_hop)
-        hop_error = verify_hop(model, tmp_hop)
-        if not hop_error <= TOLERANCE:
-            raise ExportError(
-                f"{output}: the one-hop graph differs from torch by {hop_error:.2e} (> {TOLERANCE:g}); not written"
-            )
+        for max_hops, path in tmp_rings.items():
+            _export_ring_graph(model, path, max_hops)
+            ring_error = verify_ring(model, path, max_hops)
+            if not ring_error <= TOLERANCE:
+                raise ExportError(
+                    f"{output}: its {max_hops}-hop graph differs from torch by {ring_error:.2e} (> {TOLERANCE:g}); "
+                    "not written"
+                )
+            error = max(error, ring_error)
         train_cfg = TrainConfig.from_dict(payload.get("train_config", {}))
         sidecar = Sidecar(
             model_config=config.to_dict(),
@@ -196,7 +216,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             delay=model.delay,
             state=state_layout(model),
             opset=OPSET,
-            verified_max_abs_error=max(error, hop_error),
+            verified_max_abs_error=error,
             training={
                 "checkpoint": checkpoint.name,
                 "steps": payload.get("step"),
@@ -209,7 +229,11 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
                 ),
             },
             scores=scores or {},
-            hop_graph={"file": hop_graph_file(output), "lags": lags(config), "channels": config.H},
+            ring={
+                "lags": lags(config),
+                "channels": config.H,
+                "graphs": [{"file": ring_graph_file(output, k), "max_hops": k} for k in RING_GRAPHS],
+            },
         )
         sidecar.write(tmp_sidecar)
     return sidecar.to_dict()

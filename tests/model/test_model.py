@@ -8,7 +8,7 @@ import torch
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ChannelNorm, ConvTasNet
-from model.hop_step import HopStep, lags
+from model.ring_step import RingStep, lags
 
 SMALL = TasNetConfig(N=32, L=16, B=16, H=32, P=3, X=4, R=2)
 
@@ -96,30 +96,40 @@ def test_state_layout_matches_receptive_field() -> None:
     assert state.dec.shape == (3, SMALL.L - SMALL.hop)
 
 
-@pytest.mark.parametrize("config", [SMALL, TasNetConfig(N=16, L=8, B=8, H=12, P=4, X=3, R=2)])
-def test_the_one_hop_form_equals_streaming_hop_by_hop(config: TasNetConfig) -> None:
-    """HopStep, fed its own past activations at `lags` from a ring (as the engine does), equals forward_stream
-    over a stream long enough to wrap the ring several times; with trained-looking norms, in two channels."""
+@pytest.mark.parametrize(
+    ("config", "max_hops"), [(SMALL, 1), (SMALL, 8), (TasNetConfig(N=16, L=8, B=8, H=12, P=4, X=3, R=2), 5)]
+)
+def test_the_short_run_form_equals_streaming(config: TasNetConfig, max_hops: int) -> None:
+    """RingStep, in random runs of 1 to max_hops hops, fed its own past activations at `lags` from a ring (as
+    the engine does: zeros for frames inside the run), equals forward_stream over a stream long enough to
+    wrap the ring several times; with trained-looking norms."""
     torch.manual_seed(0)
     model = ConvTasNet(config).eval()
     with torch.no_grad():
         for norm in (m for m in model.modules() if isinstance(m, ChannelNorm)):
             norm.gamma.uniform_(0.5, 1.5)
             norm.beta.uniform_(-0.5, 0.5)
-    step = HopStep(model).eval()
-    back = np.array(lags(config))
-    blocks, frames = back.shape[0], int(back.max())
-    ring = np.zeros((2, frames, blocks, config.H), np.float32)
-    enc = dec = torch.zeros(2, model.delay)
-    state = model.initial_state(2)
-    wave = torch.randn(2, 5 * frames * config.hop) * 0.3
-    worst = 0.0
+    step = RingStep(model, max_hops).eval()
+    back = np.array(lags(config)).T[:, None, :]  # (taps, 1, blocks)
+    blocks, frames = back.shape[2], int(back.max())
+    ring = np.zeros((frames, blocks, config.H), np.float32)
+    enc = dec = torch.zeros(1, model.delay)
+    state = model.initial_state(1)
+    total = max(5 * frames, 30 * max_hops)  # wraps the ring, and every run length comes up
+    wave = torch.randn(1, total * config.hop) * 0.3
+    rng = np.random.default_rng(0)
+    worst, pos, runs = 0.0, 0, set()
     with torch.no_grad():
-        for t in range(5 * frames):
-            chunk = wave[:, t * config.hop : (t + 1) * config.hop]
-            taps = torch.from_numpy(ring[:, (t - back.T) % frames, np.arange(blocks)].reshape(2, config.P - 1, -1))
-            out, enc, activations, dec = step(chunk, enc, taps, dec)
-            ring[:, t % frames] = activations.numpy().reshape(2, blocks, config.H)
+        while pos < total:
+            k = min(int(rng.integers(1, max_hops + 1)), total - pos)
+            runs.add(k)
+            chunk = wave[:, pos * config.hop : (pos + k) * config.hop]
+            t = np.arange(k)[None, :, None]
+            taps = ring[(pos + t - back) % frames, np.arange(blocks)]
+            taps[np.broadcast_to(t >= back, taps.shape[:3])] = 0.0
+            out, enc, activations, dec = step(chunk, enc, torch.from_numpy(taps.reshape(len(back), k, -1)), dec)
+            ring[(pos + np.arange(k)) % frames] = activations.numpy().reshape(k, blocks, config.H)
             ref, state = model.forward_stream(chunk, state)
             worst = max(worst, float((out - ref).abs().max()))
-    assert worst <= 1e-5
+            pos += k
+    assert runs == set(range(1, max_hops + 1)) and worst <= 1e-5

@@ -61,8 +61,8 @@ def test_fixed_block_size_returns_equal_blocks_with_its_latency(noisy, whole, mo
 def test_bound_runs_equal_plain_session_runs(noisy, model_path, tmp_path) -> None:
     """The main graph's IO-bound runs (state swapped between two sets of arrays, chunk and output rebound when
     the hops per run change, long blocks split at MAX_HOPS_PER_RUN) equal `session.run` on the same chunks
-    (whole hops, no buffering; the model's one-hop graph left out, so that every run is the main graph's)."""
-    engine = Denoiser(_without_hop_graph(model_path, tmp_path, keep_file=False), channels=2, block_size=32)
+    (whole hops, no buffering; the model's short-run graphs left out, so that every run is the main graph's)."""
+    engine = Denoiser(_without_ring(model_path, tmp_path, keep_files=False), channels=2, block_size=32)
     hop = engine.hop
     stereo = np.stack([noisy, noisy[::-1]], axis=1)
     hops = [1, 2, 1, 1, 3, MAX_HOPS_PER_RUN + 5, 2, 1]
@@ -80,49 +80,52 @@ def test_bound_runs_equal_plain_session_runs(noisy, model_path, tmp_path) -> Non
         assert np.max(np.abs(engine.feed(block) - np.clip(np.concatenate(expected), -1, 1))) <= 1e-6
 
 
-def test_the_one_hop_graph_equals_the_main_graph_in_every_channel(noisy, model_path, tmp_path) -> None:
-    """Blocks of at most a hop run through the one-hop graph, its past kept in the engine's ring (wrapped
-    several times here, 256 frames at the default model); several hops fed at once run hop by hop."""
+def test_the_short_run_graphs_equal_the_main_graph(noisy, model_path, tmp_path) -> None:
+    """A mono engine with blocks its short-run graphs cover runs through them, its past kept in the engine's
+    ring (wrapped several times here, 256 frames at the default model): single hops through the one-hop graph,
+    runs of 2 to 8 through the 8-hop one, longer feeds split into runs of 8."""
     hop = Denoiser(model_path).hop
-    by_hop = Denoiser(model_path, channels=2, block_size=hop)
-    main = Denoiser(_without_hop_graph(model_path, tmp_path, keep_file=False), channels=2, block_size=hop)
-    assert type(by_hop.runner).__name__ == "HopRunner" and type(main.runner).__name__ == "GraphRunner"
-    stereo = np.stack([noisy, noisy[::-1]], axis=1)
+    short = Denoiser(model_path, block_size=hop)
+    main = Denoiser(_without_ring(model_path, tmp_path, keep_files=False), block_size=hop)
+    assert type(short.runner).__name__ == "RingRunner" and type(main.runner).__name__ == "GraphRunner"
+    assert type(Denoiser(model_path, channels=2, block_size=hop).runner).__name__ == "GraphRunner"  # mono only
     pos, worst = 0, 0.0
-    for k in [1, 2, 1, 1, 3, 300, 2, 1] * 3:
-        block = stereo[pos : pos + k * hop]
+    for k in [1, 2, 1, 1, 3, 8, 5, 2, 1, 20, 7, 300, 4] * 3:
+        block = noisy[pos : pos + k * hop]
         pos += k * hop
-        worst = max(worst, float(np.max(np.abs(by_hop.feed(block) - main.feed(block)))))
-    assert pos > 3 * by_hop.info.hop_graph.ring_frames * hop
+        worst = max(worst, float(np.max(np.abs(short.feed(block) - main.feed(block)))))
+    assert pos > 3 * short.info.ring.frames * hop
     assert worst <= 1e-5
+    assert set(short.runner._runs) >= {k * hop for k in (1, 2, 3, 5, 7, 8)}  # every run length was used
 
 
-def _without_hop_graph(model_path, folder, keep_file: bool):
-    """A copy of the model in `folder` whose sidecar names no one-hop graph (`keep_file`: it does, but the file
-    is not there)."""
+def _without_ring(model_path, folder, keep_files: bool):
+    """A copy of the model in `folder` whose sidecar names no short-run graphs (`keep_files`: it does, but the
+    files are not there)."""
     import json
     import shutil
 
     shutil.copy(model_path, folder / "m.onnx")
     doc = json.loads(model_path.with_suffix(".json").read_text())
-    if keep_file:
-        doc["hop_graph"]["file"] = "m.hop.onnx"
+    if keep_files:
+        for graph in doc["ring"]["graphs"]:
+            graph["file"] = f"m.ring{graph['max_hops']}.onnx"
     else:
-        del doc["hop_graph"]
+        del doc["ring"]
     (folder / "m.json").write_text(json.dumps(doc))
     return folder / "m.onnx"
 
 
-def test_a_model_without_a_one_hop_graph_runs_every_block_through_its_main_graph(noisy, whole, tmp_path, model_path):
-    engine = Denoiser(_without_hop_graph(model_path, tmp_path, keep_file=False), block_size=32)
+def test_a_model_without_short_run_graphs_runs_every_block_through_its_main_graph(noisy, whole, tmp_path, model_path):
+    engine = Denoiser(_without_ring(model_path, tmp_path, keep_files=False), block_size=32)
     assert type(engine.runner).__name__ == "GraphRunner"
     out = np.concatenate([engine.feed(noisy[i : i + 32]) for i in range(0, len(noisy) // 32 * 32, 32)])
     assert np.max(np.abs(out[engine.latency :] - whole[: len(out) - engine.latency])) <= 1e-4
 
 
-def test_a_missing_one_hop_graph_is_a_clear_error(tmp_path, model_path) -> None:
-    with pytest.raises(AudioError, match="one-hop graph m.hop.onnx is missing"):
-        Denoiser(_without_hop_graph(model_path, tmp_path, keep_file=True))
+def test_a_missing_short_run_graph_is_a_clear_error(tmp_path, model_path) -> None:
+    with pytest.raises(AudioError, match="short-run graph m.ring1.onnx is missing"):
+        Denoiser(_without_ring(model_path, tmp_path, keep_files=True))
 
 
 def test_reported_latency_is_the_measured_delay(model_path) -> None:

@@ -12,7 +12,7 @@ from model.config import TasNetConfig
 from realtime.engine import Denoiser
 
 
-@pytest.mark.parametrize("block", [32, 160])  # the one-hop graph, the main graph
+@pytest.mark.parametrize("block", [32, 160, 512])  # the one-hop and the 8-hop graph, the main graph
 def test_a_block_that_overflows_the_model_resets_the_state_and_the_next_block_recovers(model_path, block) -> None:
     engine, fresh = Denoiser(model_path, block_size=block), Denoiser(model_path, block_size=block)
     rng = np.random.default_rng(0)

@@ -232,14 +232,15 @@ def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir
     assert [doc["state"][f"conv{i}"]["shape"] for i in (0, 1)] == [["batch", 16, 1, 2 * d] for d in (1, 2)]
     assert doc["training"]["data"]["non_commercial"] is True  # the test noise is UrbanSound8K (CC BY-NC)
     assert doc["algorithmic_latency_ms"] == 1000 * doc["delay"] / 16000 == 1000 * (16 - 8) / 16000  # L - hop
-    assert doc["hop_graph"]["file"] == "tiny.hop.onnx" and (tmp_path / "tiny.hop.onnx").is_file()
-    assert doc["hop_graph"]["lags"] == [[2, 1], [4, 2]]  # (P-1-p)*d frames back, P = 3
+    assert [g["file"] for g in doc["ring"]["graphs"]] == ["tiny.ring1.onnx", "tiny.ring8.onnx"]
+    assert all((tmp_path / g["file"]).is_file() for g in doc["ring"]["graphs"])
+    assert doc["ring"]["lags"] == [[2, 1], [4, 2]]  # (P-1-p)*d frames back, P = 3
     engine = Denoiser(onnx_path)
     assert engine.latency == 8 + 7  # L - hop, plus hop - 1 for any block size
     assert np.isfinite(engine.feed(np.zeros(100, np.float32))).all()
     x = np.random.default_rng(0).standard_normal(800).astype(np.float32) * 0.1
     by_hop, whole = Denoiser(onnx_path, block_size=8), Denoiser(onnx_path, block_size=800)
-    assert type(by_hop.runner).__name__ == "HopRunner" and type(whole.runner).__name__ == "GraphRunner"
+    assert type(by_hop.runner).__name__ == "RingRunner" and type(whole.runner).__name__ == "GraphRunner"
     assert np.max(np.abs(np.concatenate([by_hop.feed(x[i : i + 8]) for i in range(0, 800, 8)]) - whole.feed(x))) <= 1e-4
 
 

@@ -1,14 +1,17 @@
-"""The network's one-hop form: one encoder frame in, one hop out, the depthwise convs' past held outside.
+"""The network's form for short runs: up to `max_hops` encoder frames in, as many hops out, the depthwise
+convs' past held outside.
 
 `forward_stream` carries each depthwise conv's whole past ((P-1)*d frames per block) through every call, so
-a streaming graph copies all of it twice per run (concatenate, then slice off the new cache). At one hop per
-call, which is how live runs, that copying and the layout changes around the norms cost more than the
-arithmetic. `HopStep` computes the same function for exactly one hop from only what the hop needs: for every
-block, its depthwise input `lag` frames ago for each lag in `lags(config)` (gathered by the caller from a ring
-of past activations), and it returns this frame's depthwise inputs for the caller to store.
+a streaming graph copies all of it twice per run (concatenate, then slice off the new cache). In short runs,
+which is how live runs, that copying and the layout changes around the norms cost more than the arithmetic.
+`RingStep` computes the same function from only what the run needs: for every block and each lag in
+`lags(config)`, its depthwise input that many frames before each frame of the run (gathered by the caller
+from a ring of past activations; zeros where that frame is in the run itself), and it returns the run's
+depthwise inputs for the caller to store. Taps that fall inside the run (lags below `max_hops`) it takes
+from the run's own frames, shifted; with `max_hops` 1 there are none.
 
-Everything is a row per channel, (batch, features): 1x1 convs are matrix products, the norms run over the
-last axis, and no tensor changes layout. Parameters are rearranged, not retrained: biases of the residual
+One channel; everything is a row per frame, (frames, features): 1x1 convs are matrix products, the norms run
+over the last axis, and no tensor changes layout. Parameters are rearranged, not retrained: biases of the residual
 path are folded into the next blocks' input convs; each depthwise conv's weight on the current frame is
 folded into the norm before it, so what a block stores (and later reads back as taps) is its depthwise
 input times that weight, and its weights on the past are divided by it; the last block's residual conv,
@@ -61,23 +64,27 @@ def _scaled(norm: ChannelNorm, weight: Tensor) -> ChannelNorm:
     return scaled
 
 
-class HopStep(nn.Module):
-    """One hop of `model` (a cLN ConvTasNet, in eval mode), batch of channels first.
+class RingStep(nn.Module):
+    """Runs of 1 to `max_hops` hops of `model` (a cLN ConvTasNet, in eval mode), one channel.
 
-    forward(chunk (b, hop), enc (b, L-hop), taps (b, P-1, blocks*H), dec (b, L-hop)) ->
-        (enhanced (b, hop), enc_out, activations (b, blocks*H), dec_out)
+    forward(chunk (1, k*hop), enc (1, L-hop), taps (P-1, k, blocks*H), dec (1, L-hop)) ->
+        (enhanced (1, k*hop), enc_out, activations (k, blocks*H), dec_out)
 
-    `taps[:, p, i*H:(i+1)*H]` is block i's part of the `activations` returned `lags(config)[i][p]` hops ago
-    (zeros before the stream began). `enc`, `dec` and `enhanced` are
-    `forward_stream`'s: the last input samples, the overlap-add tail, and output delayed by L - hop.
+    `activations[t]` is what frame t of the run stores; `taps[p, t, i*H:(i+1)*H]` is block i's part of what
+    the frame `lags(config)[i][p]` frames before frame t stored, zeros where that frame is in this run (or
+    before the stream began). `enc`, `dec` and `enhanced` are `forward_stream`'s: the last input samples, the
+    overlap-add tail, and output delayed by L - hop.
     """
 
-    def __init__(self, model: ConvTasNet) -> None:
+    def __init__(self, model: ConvTasNet, max_hops: int = 1) -> None:
         super().__init__()
         c = model.config
         if c.norm != "cLN":
-            raise ValueError("the one-hop form needs the stateless per-frame norm (norm='cLN')")
+            raise ValueError("the short-run form needs the stateless per-frame norm (norm='cLN')")
+        if max_hops < 1:
+            raise ValueError(f"max_hops must be at least 1, got {max_hops}")
         self.config = c
+        self.max_hops = max_hops
         blocks = list(model.blocks)
         self.bottleneck_norm, bottleneck = model.bottleneck
         self.register_buffer("encoder", model.encoder.weight.detach()[:, 0, :].T.clone())  # (L, N)
@@ -94,6 +101,15 @@ class HopStep(nn.Module):
             if i < len(blocks) - 1:
                 self._buffer(self.res_w, f"res_w{i}", block.res_conv.weight.detach()[:, :, 0].T)
         past = [b.depthwise.weight.detach()[:, 0, :-1].T / w for b, w in zip(blocks, now)]  # each (P-1, H)
+        self.inside: list[list[tuple[int, str]]] = []  # per block: (lag, its weights' buffer) of the taps that
+        for i, (weights, block_lags) in enumerate(zip(past, lags(c))):  # can fall inside a run
+            self.inside.append([])
+            for p, lag in enumerate(block_lags):
+                if lag < max_hops:
+                    self.register_buffer(f"inside_w{i}_{p}", weights[p].clone())
+                    self.inside[i].append((lag, f"inside_w{i}_{p}"))
+        for lag in {lag for row in self.inside for lag, _ in row}:
+            self.register_buffer(f"zeros{lag}", torch.zeros(lag, c.H), persistent=False)
         self.register_buffer("past_w", torch.cat(past, dim=1).clone())  # (P-1, blocks*H)
         self.register_buffer("past_b", torch.cat([b.depthwise.bias.detach() for b in blocks]).clone())
         self.norms = nn.ModuleList(n for b, w in zip(blocks, now) for n in (_scaled(b.norm1, w), b.norm2))
@@ -115,19 +131,24 @@ class HopStep(nn.Module):
 
     def forward(self, chunk: Tensor, enc: Tensor, taps: Tensor, dec: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         c = self.config
-        w = torch.relu(torch.cat([enc, chunk], dim=1) @ self.encoder)  # (b, N): this frame's encoding
+        rows = torch.cat([enc, chunk], dim=1).reshape(-1, c.hop)  # k + 1 hops: frame t is rows t and t + 1
+        w = torch.relu(torch.cat([rows[:-1], rows[1:]], dim=1) @ self.encoder)  # (k, N): the frames' encodings
         x = torch.addmm(self.bottleneck_b, _norm(w, self.bottleneck_norm), self.bottleneck_w)
-        past = ((taps * self.past_w).sum(1) + self.past_b).split(c.H, dim=1)  # each block's taps on the past
+        past = ((taps * self.past_w[:, None]).sum(0) + self.past_b).split(c.H, dim=1)  # each block's past taps
         inputs, outputs = [], []
         for i, (act1, act2) in enumerate(self.activations):
             h = _act(torch.addmm(getattr(self, self.in_b[i]), x, getattr(self, self.in_w[i])), act1)
             y = _norm(h, self.norms[2 * i])  # the depthwise input, times the conv's weight on this frame
             inputs.append(y)
-            y = _norm(_act(y + past[i], act2), self.norms[2 * i + 1])
+            z = y + past[i]
+            for lag, weights in self.inside[i]:  # frame t - lag of this run, zeros before the run
+                z = z + torch.cat([getattr(self, f"zeros{lag}"), y * getattr(self, weights)])[:-lag]
+            y = _norm(_act(z, act2), self.norms[2 * i + 1])
             outputs.append(y)
             if i < len(self.res_w):
                 x = torch.addmm(x, y, getattr(self, self.res_w[i]))
         skip = _act(torch.addmm(self.skip_b, torch.cat(outputs, dim=1), self.skip_w), self.mask_activation)
         masked = w * torch.sigmoid(torch.addmm(self.mask_b, skip, self.mask_w))
-        out = torch.addmm(dec, masked, self.decoder_now)
-        return out, chunk, torch.cat(inputs, dim=1), masked @ self.decoder_next
+        tails = masked @ self.decoder_next  # each frame's second half, added to the next frame's first
+        out = torch.addmm(torch.cat([dec, tails[:-1]]), masked, self.decoder_now).reshape(1, -1)
+        return out, rows[-1:], torch.cat(inputs, dim=1), tails[-1:]
