@@ -23,7 +23,7 @@ from benchmarks.peers import Options, select
 from benchmarks.peers.base import RATE
 from benchmarks.peers.ours import OursStreaming
 from benchmarks.quality import RESULTS
-from benchmarks.report import header, header_markdown
+from benchmarks.report import header, header_markdown, write_report
 from benchmarks.speed import HEADLINE_BLOCK, INPUT, time_stream
 from realtime.audio_io import read_audio
 from realtime.model_file import load_model_info
@@ -123,7 +123,6 @@ def run(args: argparse.Namespace) -> int:
             f"| {row['receptive_field_ms']:.0f} | {row['p50_ms']:.3f} | {row['rtf']:.4f} | {row['rnnoise_rtf']:.4f} "
             f"| {row['rtf'] / row['rnnoise_rtf']:.2f} |"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engine-depth.md").write_text("\n".join(lines) + "\n")
+    write_report(args.out / "engine-depth.md", "\n".join(lines) + "\n")
     print(f"wrote {args.out / 'engine-depth.md'}")
     return 0

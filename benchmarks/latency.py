@@ -254,14 +254,12 @@ def server_xruns(r: dict) -> str:
     return f"{x['events']}" + (f" (late: {late})" if late else "")
 
 
-def write_report(stem: Path, lines: list[str], document: dict) -> None:
+def write_reports(stem: Path, lines: list[str], document: dict) -> None:
     """`stem`.md and `stem`.json, each written atomically."""
-    from realtime.audio_io import atomic_output
+    from benchmarks.report import write_report
     from realtime.model_file import write_json_atomic
 
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output(stem.with_suffix(".md")) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_report(stem.with_suffix(".md"), "\n".join(lines) + "\n")
     write_json_atomic(stem.with_suffix(".json"), document)
 
 
@@ -298,7 +296,7 @@ def write_latency(document: dict, stem: Path) -> None:
         "",
         "![compute time per block](latency.png)",
     ]
-    write_report(stem, lines, document)
+    write_reports(stem, lines, document)
     plot_compute(rows, stem.with_suffix(".png"))
 
 
@@ -357,4 +355,4 @@ def write_soak(document: dict, stem: Path) -> None:
         f"- latency: {live['latency_ms']['through']:.2f} ms through `live` + {r['device_jack_ms']:.2f} ms device "
         f"(JACK ports) = {r['total_jack_ms']:.2f} ms",
     ]
-    write_report(stem, lines, document)
+    write_reports(stem, lines, document)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from benchmarks.report import write_section
+from benchmarks.report import write_report, write_section
 from realtime import denoise
 from realtime.audio_io import read_audio
 from realtime.model_file import default_model_path
@@ -284,6 +284,6 @@ def run(args: argparse.Namespace) -> int:
     if args.only:  # a partial run: its own section, the full run's table stays
         write_section(args.out, f"Partial run: the loads named '{args.only}'", text.splitlines()[2:], TITLE)
     else:
-        args.out.write_text(text)
+        write_report(args.out, text)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0

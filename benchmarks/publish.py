@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmarks.report import write_report
 from realtime.model_file import DEFAULT_NAME, shipped_model_path, sidecar_path, write_json_atomic
 from training.checkpoint import BEST
 
@@ -98,7 +99,6 @@ def run(args: argparse.Namespace) -> int:
     failures = report.failures()
     if failures:
         lines += ["", "Not scored:", *[f"- {f}" for f in failures]]
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text("\n".join(lines) + "\n")
+    write_report(report_path, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -27,6 +28,7 @@ READY_TIMEOUT_S = 20.0
 MIC = "mic"  # the null sink whose monitor is the test's microphone
 MIC_SOURCE = f"{MIC}.monitor"
 PLAY_BLOCKS = 30  # the test client's playback buffer, blocks
+LIVE_OUTPUT = "denoise live output"  # the name of live's stream into the virtual mic
 
 
 class PulseServer:
@@ -132,3 +134,23 @@ class PulseLoop:
     def close(self) -> None:
         self.play.close()
         self.record.close()
+
+
+def start_virtual_mic(server: PulseServer, name: str, *args: object) -> subprocess.Popen:
+    """`denoise live --virtual-mic NAME --input mic.monitor ARGS...` on `server` (stderr piped, as text)."""
+    cmd = [sys.executable, "-m", "realtime.cli", "live", "--virtual-mic", name, "--input", MIC_SOURCE, *map(str, args)]
+    return subprocess.Popen(cmd, env={**server.env, "PYTHONFAULTHANDLER": "1"}, stdin=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_streaming(server: PulseServer, live: subprocess.Popen, timeout_s: float) -> None:
+    """Until live's stream into the virtual mic runs and has settled (it reads and drops its input for up to
+    `pulse_stream.SETTLE_TIMEOUT_S` first). RuntimeError if live exits or `timeout_s` passes before it runs."""
+    deadline = time.monotonic() + timeout_s
+    while LIVE_OUTPUT not in server.pactl("list", "sink-inputs").stdout:
+        if live.poll() is not None:
+            raise RuntimeError(f"denoise live exited with {live.returncode} before streaming")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"live's stream did not start in {timeout_s:g} s")
+        time.sleep(0.1)
+    time.sleep(pa.SETTLE_TIMEOUT_S + 1)

@@ -229,8 +229,7 @@ def write_reports(document: dict, out: Path) -> None:
     """quality.json, quality.md and the summary plots under `out`, each written atomically."""
     from benchmarks.evaluate import NAMES, format_metric
     from benchmarks.plots import per_snr, quality_vs_rtf
-    from benchmarks.report import header_markdown
-    from realtime.audio_io import atomic_output
+    from benchmarks.report import header_markdown, write_report
     from realtime.model_file import write_json_atomic
 
     systems = document["systems"]
@@ -284,5 +283,4 @@ def write_reports(document: dict, out: Path) -> None:
             f"![{example['name']}]({rel}) noisy `{example['noisy']}`, ours `{example['ours']}`, "
             f"clean `{example['clean']}`"
         )
-    with atomic_output(out / "quality.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    write_report(out / "quality.md", "\n".join(lines) + "\n")

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from benchmarks.report import write_report
+
 if TYPE_CHECKING:
     from bad_inputs import Outcome
 
@@ -92,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
         table(outcomes),
         "",
     ]
-    args.out.write_text("\n".join(report))
+    write_report(args.out, "\n".join(report))
     print(f"wrote {args.out}: {len(outcomes) - len(failed)} of {len(outcomes)} cases hold", file=sys.stderr)
     return 1 if failed else 0

@@ -130,8 +130,14 @@ def write_section(path: Path, heading: str, lines: list[str], title: str = "Trai
     while before and not before[-1]:
         before.pop()
     section = ["", f"## {heading}", "", *lines, ""]
+    write_report(path, "\n".join([*before, *section, *after]).rstrip("\n") + "\n")
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write a report file whole or not at all (through a temporary file), creating its folder: an
+    interrupted benchmark never leaves a truncated report in place of the last good one."""
     from realtime.audio_io import atomic_output
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
-        tmp.write_text("\n".join([*before, *section, *after]).rstrip("\n") + "\n")
+        tmp.write_text(text)

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks.alignment import measure_delay, snr_db
-from benchmarks.pulse_server import MIC_SOURCE, PulseLoop, PulseServer
-from benchmarks.report import header, header_markdown
+from benchmarks.pulse_server import PulseLoop, PulseServer, start_virtual_mic, wait_streaming
+from benchmarks.report import header, header_markdown, write_report
 from realtime.audio_io import read_audio, resample
 from realtime.errors import EXIT_OK
 from realtime.files import Settings, SignalProcessor
@@ -32,6 +30,7 @@ RATE = 48000
 NAME = "rtd-soak"
 WINDOW_S = 10.0
 SEARCH_S = 0.5  # the delay is looked for this far around the reported one
+START_TIMEOUT_S = 60.0  # for live to start streaming
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,15 +51,14 @@ def soak(seconds: float, headroom: int) -> dict[str, Any]:
     signal = looped_example(seconds)
     with tempfile.TemporaryDirectory() as scratch, PulseServer(RATE) as server:
         summary_path = Path(scratch) / "live.json"
-        cmd = [sys.executable, "-m", "realtime.cli", "live", "--virtual-mic", NAME, "--input", MIC_SOURCE]
-        cmd += ["--headroom", str(headroom), "--duration", f"{seconds + 15:g}", "--json", str(summary_path)]
-        live = subprocess.Popen(cmd, env=server.env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while "denoise live output" not in server.pactl("list", "sink-inputs").stdout:
-            if live.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"denoise live did not start: {live.communicate()[1][-2000:]}")
-            time.sleep(0.1)
-        time.sleep(6)  # its stream settles first
+        live = start_virtual_mic(
+            server, NAME, "--headroom", headroom, "--duration", f"{seconds + 15:g}", "--json", summary_path
+        )
+        try:
+            wait_streaming(server, live, START_TIMEOUT_S)
+        except RuntimeError as exc:
+            live.kill()
+            raise RuntimeError(f"{exc}: {live.communicate()[1][-2000:]}") from None
         loop = PulseLoop(server, NAME, RATE)
         try:
             heard = loop.run(signal, seconds + 1.0)
@@ -130,6 +128,6 @@ def run(args: argparse.Namespace) -> int:
     result = soak(args.seconds, args.headroom)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out.with_suffix(".json"), {"header": head, **result})
-    args.out.write_text(markdown(head, result))
+    write_report(args.out, markdown(head, result))
     print(f"drift {result['drift_ms']:+.3f} ms, xruns {result['live']['xruns']['total']}: {args.out}", file=sys.stderr)
     return EXIT_OK

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,8 +20,7 @@ from conftest import assert_clean_failure, run_cli
 from helpers import finish
 
 from benchmarks.alignment import measure_delay, snr_db
-from benchmarks.pulse_server import MIC_SOURCE, PulseLoop, PulseServer
-from realtime import pulse_stream
+from benchmarks.pulse_server import PulseLoop, PulseServer, start_virtual_mic, wait_streaming
 from realtime.audio_io import read_audio, resample
 from realtime.engine import Denoiser
 from realtime.files import Settings, SignalProcessor
@@ -50,10 +48,7 @@ def noisy48(example_noisy: Path) -> np.ndarray:
 
 def start_live(server: PulseServer, name: str, *args: str | float | Path) -> subprocess.Popen:
     """`denoise live --virtual-mic NAME` from the server's `mic`, with the JACK tests' generous headroom."""
-    cmd = [sys.executable, "-m", "realtime.cli", "live", "--virtual-mic", name, "--input", MIC_SOURCE]
-    cmd += ["--headroom", "4", *map(str, args)]
-    return subprocess.Popen(cmd, env={**server.env, "PYTHONFAULTHANDLER": "1"}, stdin=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return start_virtual_mic(server, name, "--headroom", 4, *args)
 
 
 def wait_for(server: PulseServer, name: str, proc: subprocess.Popen | None = None, present: bool = True) -> None:
@@ -66,13 +61,12 @@ def wait_for(server: PulseServer, name: str, proc: subprocess.Popen | None = Non
         time.sleep(0.1)
 
 
-def wait_streaming(server: PulseServer, proc: subprocess.Popen) -> None:
+def streaming(server: PulseServer, proc: subprocess.Popen) -> None:
     """Until live's stream into the virtual mic runs (a signal before then interrupts the start: exit 130)."""
-    deadline = time.monotonic() + APPEAR_TIMEOUT_S
-    while "denoise live output" not in server.pactl("list", "sink-inputs").stdout:
-        assert proc.poll() is None and time.monotonic() < deadline, "live's stream did not start"
-        time.sleep(0.1)
-    time.sleep(pulse_stream.SETTLE_TIMEOUT_S + 1)  # it settles (reading and dropping its input) before it streams
+    try:
+        wait_streaming(server, proc, APPEAR_TIMEOUT_S)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def through_virtual_mic(
@@ -86,7 +80,7 @@ def through_virtual_mic(
     """Play `played` into `mic` through `denoise live --virtual-mic NAME ARGS` and record the virtual mic; live
     is stopped with Ctrl-C after it. (what was heard, the test client, live's summary)"""
     proc = start_live(server, name, "--duration", 120, "--json", summary_path, *args)
-    wait_streaming(server, proc)
+    streaming(server, proc)
     while_streaming()
     loop = PulseLoop(server, name, RATE)
     try:
@@ -174,7 +168,7 @@ def test_the_virtual_mic_is_gone_after_each_way_of_exiting(pulse: PulseServer, w
     proc = start_live(pulse, name, *args)
     if way in ("sigint", "sigterm"):
         wait_for(pulse, name, proc)
-        wait_streaming(pulse, proc)
+        streaming(pulse, proc)
         proc.send_signal(signal.SIGINT if way == "sigint" else signal.SIGTERM)
     code, err = finish(proc)
     if way in ("bad model", "no such source"):
