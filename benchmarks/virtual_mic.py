@@ -30,6 +30,7 @@ RATE = 48000
 NAME = "rtd-soak"
 WINDOW_S = 10.0
 SEARCH_S = 0.5  # the delay is looked for this far around the reported one
+PIECE_S, PIECE_SEARCH_S = 0.5, 0.01  # half-second pieces, each aligned this far around its window's delay
 START_TIMEOUT_S = 60.0  # for live to start streaming
 
 
@@ -80,15 +81,32 @@ def soak(seconds: float, headroom: int) -> dict[str, Any]:
         loop_own = float(np.median(own[a // loop.block : (a + n) // loop.block]))
         windows.append({"start_s": float(start_s), "delay_ms": delay / RATE * 1000, "loop_own_ms": loop_own,
                         "path_ms": delay / RATE * 1000 - loop_own,
-                        "snr_db": snr_db(reference[a : a + n], heard[a + delay : a + delay + n])})  # fmt: skip
+                        "snr_db": snr_db(reference[a : a + n], heard[a + delay : a + delay + n]),
+                        "piece_snr_db": piece_match(heard, reference, a, n, delay)})  # fmt: skip
     return {
         "seconds": seconds,
         "headroom": headroom,
         "windows": windows,
         "drift_ms": windows[-1]["path_ms"] - windows[0]["path_ms"],
         "expected_delay_ms": expected / RATE * 1000,
-        "live": {k: summary[k] for k in ("latency_ms", "xruns", "corrections_frames", "rtf", "blocks", "block_size")},
+        "live": {
+            k: summary[k]
+            for k in ("latency_ms", "xruns", "corrections_frames", "clock_slip_frames", "rtf", "blocks", "block_size")
+        },
     }
+
+
+def piece_match(heard: np.ndarray, reference: np.ndarray, start: int, length: int, delay: int) -> float:
+    """Median SNR of the window's half-second pieces, each aligned on its own near `delay`: whether what was
+    heard is the denoised signal even where live slipped frames to follow the clocks (a whole window aligned
+    at one lag cannot match across a slip of a few frames)."""
+    piece, search = int(PIECE_S * RATE), int(PIECE_SEARCH_S * RATE)
+    scores = []
+    for a in range(start, start + length - piece + 1, piece):
+        low = max(0, a + delay - search)
+        lag = low + measure_delay(heard[low:], reference[a : a + piece], 2 * search)
+        scores.append(snr_db(reference[a : a + piece], heard[lag : lag + piece]))
+    return float(np.median(scores))
 
 
 def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
@@ -105,20 +123,24 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
         f"**Live's path drifted {result['drift_ms']:+.3f} ms over the run** (range {min(paths):.3f} .. "
         f"{max(paths):.3f} ms); live's xruns {live['xruns']['total']} (device {live['xruns']['device']}, underruns "
         f"{live['xruns']['underruns']}, overruns {live['xruns']['overruns']}, lost output "
-        f"{live['xruns']['lost_output']}); RTF {live['rtf']:.3f}.",
+        f"{live['xruns']['lost_output']}); frames slipped to follow the clocks {live['clock_slip_frames']:+d} "
+        f"({1e6 * live['clock_slip_frames'] / (result['seconds'] * RATE):+.0f} ppm); RTF {live['rtf']:.3f}.",
         "",
         f"Latency live reports: {lat['total']:.2f} ms = algorithmic {lat['algorithmic']:.2f} + buffering "
         f"{lat['buffering']:.2f} + device {lat['device']:.2f} (input {lat['device_parts']['input']:.2f}, output "
         f"{lat['device_parts']['output']:.2f}, as measured by the server at the end).",
         "",
+        "Match with `denoise file`: the whole 10 s window aligned at one lag, and the median of its half-second "
+        "pieces each aligned on its own (slipped frames shift the pieces after them by a frame each).",
+        "",
         "| window start, s | heard after, ms | client's own buffering, ms | live's path, ms | minus reported, ms "
-        "| match with `denoise file`, dB SNR |",
-        "|---|---|---|---|---|---|",
+        "| match, whole window, dB SNR | match, half-second pieces (median), dB SNR |",
+        "|---|---|---|---|---|---|---|",
     ]
     for w in result["windows"]:
         lines.append(
             f"| {w['start_s']:.0f} | {w['delay_ms']:.3f} | {w['loop_own_ms']:.3f} | {w['path_ms']:.3f} "
-            f"| {w['path_ms'] - lat['total']:+.3f} | {w['snr_db']:.1f} |"
+            f"| {w['path_ms'] - lat['total']:+.3f} | {w['snr_db']:.1f} | {w['piece_snr_db']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 

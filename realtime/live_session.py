@@ -254,6 +254,7 @@ def serve(opts: LiveOptions, log: TextIO) -> dict[str, Any]:
         "output_device": session.sink.label,
         "virtual_mic": opts.virtual_mic,
         "recorded": recorded,
+        "clock_slip_frames": session.stream.slipped if isinstance(session.stream, PulseStream) else 0,
     }
     report = summary(session.bridge, meter, elapsed, about)
     if opts.json:

@@ -3,9 +3,11 @@ libpulse-simple, for `denoise live --virtual-mic`.
 
 It offers the part of sounddevice's Stream that live uses (start, stop, close, active, latency) and drives
 the same callback: a thread reads a block from the source, hands it to the callback and writes the
-callback's output to the sink. Both ends are on the server's clock, so the bridge's rings and xrun
-corrections work as with any device. PortAudio reaches the server only through ALSA's `pulse` device, whose
-duplex streams ran at about half speed on the machine this was written on.
+callback's output to the sink. The two ends may run on different clocks (a sound card and a null sink, or
+two null sinks under load, differ by tens to hundreds of ppm): while input piles up, or the sink starves,
+the thread reads one frame more, or fewer, per block and stretches it onto the block (`slip`), so the
+latency stays where it settled instead of drifting until a drop. PortAudio reaches the server only through
+ALSA's `pulse` device, whose duplex streams ran at about half speed on the machine this was written on.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ BYTES = 4  # float32 mono
 PLAYBACK_BLOCKS = 2  # the sink's target buffer, in blocks: one being played, one queued
 MAX_BACKLOG_BLOCKS = 4  # more input than this waiting in the source's stream at every check of ...
 PERSIST_CHECKS = 10  # ... this many in a row is dropped: latency stays bounded, and a burst passes untouched
+SLIP_MARGIN_BLOCKS = 0.5  # input waiting this much above its settled level at each of the last PERSIST_CHECKS ...
+SLIP_PLAYBACK_BLOCKS = 1.0  # ... checks, or output queued below this: each block to the next check slips a frame
 CHECK_BLOCKS = 10  # blocks between checks of the streams' latencies
 SETTLE_BLOCKS = 20  # start() waits for this many blocks in a row served on time ...
 SETTLE_TIMEOUT_S = 5.0  # ... or this long
@@ -133,6 +137,26 @@ class Connection:
         self._handle = None
 
 
+def slip(backlogs: collections.deque[float], settled: float, playback_blocks: float) -> int:
+    """Frames to take from the source per block beyond `block` until the next check, from the input backlogs
+    of the last checks (blocks, newest last), their settled level and the output queued now: +1 while input
+    has stayed SLIP_MARGIN_BLOCKS above that level at every one of the last PERSIST_CHECKS checks (the source's
+    clock runs faster than the sink's), -1 while the sink starves with no extra input waiting (the sink's runs
+    faster), else 0. One frame a block (0.1 to 0.2 % of speed, inaudible) outruns any clock difference."""
+    if len(backlogs) == backlogs.maxlen and min(backlogs) > settled + SLIP_MARGIN_BLOCKS:
+        return 1
+    if playback_blocks < SLIP_PLAYBACK_BLOCKS and backlogs and backlogs[-1] <= settled:
+        return -1
+    return 0
+
+
+def stretch(frames: np.ndarray, length: int) -> np.ndarray:
+    """`frames` (n, 1) linearly interpolated onto `length` frames, ends kept: how a block absorbs a slipped
+    frame without a jump."""
+    position = np.linspace(0.0, len(frames) - 1, length)
+    return np.interp(position, np.arange(len(frames)), frames[:, 0]).astype(np.float32)[:, None]
+
+
 def settle(record: Connection, playback: Connection, block: int, rate: int) -> None:
     """Pass silence from a fresh record stream to a fresh playback stream until the server serves both
     steadily. Fresh streams stall for a second or two (a null sink renders ahead while it has no client, and
@@ -171,6 +195,7 @@ class PulseStream:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._backlogs: collections.deque[float] = collections.deque(maxlen=PERSIST_CHECKS)
+        self.slipped = 0  # net frames taken from the source beyond one block per block (clock correction)
         self._connect()  # now, so that a missing source or sink is reported before anything starts
         self.close()
 
@@ -200,17 +225,24 @@ class PulseStream:
         set_realtime(self.priority)  # as PortAudio's callback thread under JACK
         record, playback = self._record, self._playback
         assert record is not None and playback is not None
-        indata = np.zeros((self.block, 1), np.float32)
+        read = np.zeros((self.block + 1, 1), np.float32)
         outdata = np.zeros((self.block, 1), np.float32)
-        blocks, status = 0, _Status()
+        blocks, status, frames = 0, _Status(), self.block
+        settled: float | None = None
         while not self._stop:
             if blocks % CHECK_BLOCKS == 0:
                 self.latency = (record.latency(), playback.latency())
                 status.input_overflow = self._bound_backlog(self.latency[0] * self.rate / self.block)
+                if settled is None and len(self._backlogs) == PERSIST_CHECKS:
+                    settled = float(np.median(self._backlogs))  # where the input backlog sits once running
+                if settled is not None:
+                    frames = self.block + slip(self._backlogs, settled, self.latency[1] * self.rate / self.block)
             blocks += 1
-            if not record.read(indata):
+            self.slipped += frames - self.block
+            if not record.read(read[:frames]):
                 self.failure = f"reading the source: {record.reason()}"
                 return
+            indata = read[:frames] if frames == self.block else stretch(read[:frames], self.block)
             self.callback(indata, outdata, self.block, None, status)
             status.input_overflow = False
             if not playback.write(outdata):

@@ -21,6 +21,7 @@ from helpers import finish
 
 from benchmarks.alignment import measure_delay, snr_db
 from benchmarks.pulse_server import PulseLoop, PulseServer, start_virtual_mic, wait_streaming
+from realtime import pulse_stream
 from realtime.audio_io import read_audio, resample
 from realtime.engine import Denoiser
 from realtime.files import Settings, SignalProcessor
@@ -233,3 +234,27 @@ def test_no_sound_server_is_a_one_line_error(tmp_path: Path) -> None:
     message = assert_clean_failure(run_cli("live", "--virtual-mic", "--duration", "1",
                                            env={"PULSE_SERVER": f"unix:{tmp_path / 'none'}"}))  # fmt: skip
     assert "pactl" in message, message
+
+
+def test_the_stream_slips_a_frame_per_block_only_while_the_clocks_pull_apart() -> None:
+    """A backlog that stays SLIP_MARGIN_BLOCKS above its settled level at every one of the last checks (the
+    source runs fast) takes a frame more per block; a sink starving with no extra input waiting (the sink runs
+    fast) one fewer; the settled level itself, a burst, or a history shorter than the checks, neither. The
+    stretched block keeps its ends."""
+    from collections import deque
+
+    checks = pulse_stream.PERSIST_CHECKS
+
+    def history(*levels: float) -> deque:
+        return deque(levels, maxlen=checks)
+
+    assert pulse_stream.slip(history(*[2.1] * checks), settled=1.5, playback_blocks=2.0) == 1
+    assert pulse_stream.slip(history(*[1.6] * checks), settled=1.5, playback_blocks=2.0) == 0
+    assert pulse_stream.slip(history(*[2.1] * (checks - 1), 1.5), settled=1.5, playback_blocks=2.0) == 0
+    assert pulse_stream.slip(history(2.1, 2.1, 2.1), settled=1.5, playback_blocks=2.0) == 0
+    assert pulse_stream.slip(history(1.4), settled=1.5, playback_blocks=0.5) == -1
+    assert pulse_stream.slip(history(2.5), settled=1.5, playback_blocks=0.5) == 0  # late, not slow: no slip
+    ramp = np.arange(481, dtype=np.float32)[:, None]
+    squeezed = pulse_stream.stretch(ramp, 480)
+    assert squeezed.shape == (480, 1) and squeezed[0, 0] == 0 and squeezed[-1, 0] == 480
+    assert np.all(np.diff(squeezed[:, 0]) > 1.0)  # a ramp stays a ramp, a little steeper
