@@ -20,6 +20,9 @@ whose output nothing reads, is left out.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -152,3 +155,41 @@ class RingStep(nn.Module):
         tails = masked @ self.decoder_next  # each frame's second half, added to the next frame's first
         out = torch.addmm(torch.cat([dec, tails[:-1]]), masked, self.decoder_now).reshape(1, -1)
         return out, rows[-1:], torch.cat(inputs, dim=1), tails[-1:]
+
+
+def stream_error(
+    model: ConvTasNet,
+    step: Callable[..., Sequence[np.ndarray]],
+    max_hops: int,
+    frames: int,
+    scale: float = 0.1,
+    seed: int = 0,
+) -> tuple[float, set[int]]:
+    """Run `step` (a short-run form of `model`: numpy chunk, enc, taps, dec in; enhanced, enc_out,
+    activations, dec_out out) over `frames` hops of random audio (standard deviation `scale`) in random runs of
+    1 to `max_hops` hops, feeding it its own past activations from a ring as the engine does (zeros for
+    frames inside the run). Returns the largest difference from `model.forward_stream` on the same runs, and
+    the run lengths drawn."""
+    c = model.config
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal((1, frames * c.hop)) * scale).astype(np.float32)
+    back = np.array(lags(c)).T[:, None, :]  # (taps, 1, blocks)
+    blocks, ring_frames = back.shape[2], int(back.max())
+    ring = np.zeros((ring_frames, blocks, c.H), np.float32)
+    enc = dec = np.zeros((1, model.delay), np.float32)
+    state = model.initial_state(1)
+    worst, pos, runs = 0.0, 0, set()
+    while pos < frames:
+        k = min(int(rng.integers(1, max_hops + 1)), frames - pos)
+        runs.add(k)
+        chunk = audio[:, pos * c.hop : (pos + k) * c.hop]
+        t = np.arange(k)[None, :, None]
+        taps = ring[(pos + t - back) % ring_frames, np.arange(blocks)]  # (taps, k, blocks, H)
+        taps[np.broadcast_to(t >= back, taps.shape[:3])] = 0.0  # frames inside the run
+        out, enc, activations, dec = step(chunk, enc, taps.reshape(len(back), k, -1), dec)
+        ring[(pos + np.arange(k)) % ring_frames] = activations.reshape(k, blocks, c.H)
+        with torch.no_grad():
+            ref, state = model.forward_stream(torch.from_numpy(chunk), state)
+        worst = max(worst, float(np.max(np.abs(out - ref.numpy()))))
+        pos += k
+    return worst, runs

@@ -32,7 +32,7 @@ class Denoiser:
     `dry` (0..1) mixes the delayed input back in; `atten_lim_db` limits the noise removed to that many dB
     (DeepFilterNet's convention); the larger of the two input shares applies. `bypass` passes the
     delayed input through (crossfaded over one block). `profile_prefix`: record onnxruntime's profile of the
-    runs (`runner.session.end_profiling()` writes it).
+    runs (`runner.end_profiling()` writes it).
 
     A mono engine with a `block_size` that its model's short-run graphs cover (at most their longest run of
     hops) runs through them (`RingRunner`); otherwise the main graph runs as many hops as each `feed` completes.

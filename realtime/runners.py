@@ -76,6 +76,7 @@ class Runner:
         self.hop = info.hop
         self.channels = channels
         self.compute_times: deque[float] = deque(maxlen=100_000)
+        self._states: list[dict[str, np.ndarray]] = []  # the two state sets, made by the subclass
         self._slot = 0  # the state set the next run reads
 
     def run(self, hops: np.ndarray) -> np.ndarray:
@@ -113,11 +114,11 @@ class Runner:
 
     def state_arrays(self) -> list[np.ndarray]:
         """The arrays holding the state the next run reads."""
-        raise NotImplementedError
+        return list(self._states[self._slot].values())
 
     def decoder_tail(self) -> np.ndarray:
         """The overlap-add tail of the current state, (channels, delay)."""
-        raise NotImplementedError
+        return self._states[self._slot][DECODER_TAIL]
 
     def end_profiling(self) -> list[str]:
         """End the sessions' profiling (see `open_session`); the profile files written."""
@@ -134,11 +135,10 @@ class GraphRunner(Runner):
     def __init__(self, info: ModelInfo, channels: int, threads: int = 1, profile_prefix: str | None = None) -> None:
         super().__init__(info, channels)
         self.session = open_session(info, threads, profile_prefix)
-        sets = [
+        self._states = sets = [
             {name: np.zeros([channels, *shape[1:]], np.float32) for name, shape in info.state_shapes.items()}
             for _ in range(2)
         ]
-        self._states = sets
         self._bindings = []
         for i in range(2):
             binding = self.session.io_binding()
@@ -160,14 +160,8 @@ class GraphRunner(Runner):
         self.session.run_with_iobinding(binding)
         return self._outs[i]
 
-    def state_arrays(self) -> list[np.ndarray]:
-        return list(self._states[self._slot].values())
-
     def _sessions(self) -> list[ort.InferenceSession]:
         return [self.session]
-
-    def decoder_tail(self) -> np.ndarray:
-        return self._states[self._slot][DECODER_TAIL]
 
 
 @dataclass
@@ -256,10 +250,7 @@ class RingRunner(Runner):
         self._position = end % self._frames
 
     def state_arrays(self) -> list[np.ndarray]:
-        return [*self._states[self._slot].values(), self._ring]
+        return [*super().state_arrays(), self._ring]
 
     def _sessions(self) -> list[ort.InferenceSession]:
         return list(self.sessions.values())
-
-    def decoder_tail(self) -> np.ndarray:
-        return self._states[self._slot][DECODER_TAIL]

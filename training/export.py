@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ConvTasNet, StreamState
-from model.ring_step import RingStep, lags
+from model.ring_step import RingStep, lags, stream_error
 from realtime.audio_io import atomic_output
 from realtime.model_file import (
     CHUNK,
@@ -102,33 +102,15 @@ def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int =
     return worst
 
 
-def verify_ring(model: ConvTasNet, onnx_path: Path, max_hops: int, frames: int = 600, seed: int = 0) -> float:
+def verify_ring(model: ConvTasNet, onnx_path: Path, max_hops: int, frames: int = 600) -> float:
     """Max abs difference between a short-run graph, run in random runs of 1 to `max_hops` hops from a ring of
     past activations, and torch streaming (long enough to wrap the ring of the default model)."""
-    c = model.config
-    rng = np.random.default_rng(seed)
-    audio = (rng.standard_normal((1, frames * c.hop)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    back = np.array(lags(c)).T[:, None, :]  # (taps, 1, blocks)
-    blocks, ring_frames = back.shape[2], int(back.max())
-    ring = np.zeros((ring_frames, blocks, c.H), np.float32)
-    enc, dec = np.zeros((1, model.delay), np.float32), np.zeros((1, model.delay), np.float32)
-    state = model.initial_state(1)
-    worst, pos = 0.0, 0
-    while pos < frames:
-        k = min(int(rng.integers(1, max_hops + 1)), frames - pos)
-        chunk = audio[:, pos * c.hop : (pos + k) * c.hop]
-        t = np.arange(k)[None, :, None]
-        taps = ring[(pos + t - back) % ring_frames, np.arange(blocks)]  # (taps, k, blocks, H)
-        taps[np.broadcast_to(t >= back, taps.shape[:3])] = 0.0  # frames inside the run
-        feeds = dict(zip(ring_graph_inputs(), (chunk, enc, taps.reshape(len(back), k, -1), dec)))
-        out, enc, activations, dec = session.run(None, feeds)
-        ring[(pos + np.arange(k)) % ring_frames] = activations.reshape(k, blocks, c.H)
-        with torch.no_grad():
-            ref, state = model.forward_stream(torch.from_numpy(chunk), state)
-        worst = max(worst, float(np.max(np.abs(out - ref.numpy()))))
-        pos += k
-    return worst
+
+    def step(*arrays: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, dict(zip(ring_graph_inputs(), arrays)))
+
+    return stream_error(model, step, max_hops, frames)[0]
 
 
 def _export_ring_graph(model: ConvTasNet, path: Path, max_hops: int) -> None:

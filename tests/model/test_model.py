@@ -8,7 +8,7 @@ import torch
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ChannelNorm, ConvTasNet
-from model.ring_step import RingStep, lags
+from model.ring_step import RingStep, lags, stream_error
 
 SMALL = TasNetConfig(N=32, L=16, B=16, H=32, P=3, X=4, R=2)
 
@@ -109,27 +109,13 @@ def test_the_short_run_form_equals_streaming(config: TasNetConfig, max_hops: int
         for norm in (m for m in model.modules() if isinstance(m, ChannelNorm)):
             norm.gamma.uniform_(0.5, 1.5)
             norm.beta.uniform_(-0.5, 0.5)
-    step = RingStep(model, max_hops).eval()
-    back = np.array(lags(config)).T[:, None, :]  # (taps, 1, blocks)
-    blocks, frames = back.shape[2], int(back.max())
-    ring = np.zeros((frames, blocks, config.H), np.float32)
-    enc = dec = torch.zeros(1, model.delay)
-    state = model.initial_state(1)
+    ring_step = RingStep(model, max_hops).eval()
+
+    def step(*arrays: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            return [t.numpy() for t in ring_step(*map(torch.from_numpy, arrays))]
+
+    frames = int(np.max(lags(config)))
     total = max(5 * frames, 30 * max_hops)  # wraps the ring, and every run length comes up
-    wave = torch.randn(1, total * config.hop) * 0.3
-    rng = np.random.default_rng(0)
-    worst, pos, runs = 0.0, 0, set()
-    with torch.no_grad():
-        while pos < total:
-            k = min(int(rng.integers(1, max_hops + 1)), total - pos)
-            runs.add(k)
-            chunk = wave[:, pos * config.hop : (pos + k) * config.hop]
-            t = np.arange(k)[None, :, None]
-            taps = ring[(pos + t - back) % frames, np.arange(blocks)]
-            taps[np.broadcast_to(t >= back, taps.shape[:3])] = 0.0
-            out, enc, activations, dec = step(chunk, enc, torch.from_numpy(taps.reshape(len(back), k, -1)), dec)
-            ring[(pos + np.arange(k)) % frames] = activations.numpy().reshape(k, blocks, config.H)
-            ref, state = model.forward_stream(chunk, state)
-            worst = max(worst, float((out - ref).abs().max()))
-            pos += k
+    worst, runs = stream_error(model, step, max_hops, total, scale=0.3)
     assert runs == set(range(1, max_hops + 1)) and worst <= 1e-5
