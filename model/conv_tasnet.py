@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import TasNetConfig
+from model.streaming import StateTensor, Streaming, frames_in, overlap_add
+from realtime.model_file import DECODER_TAIL, ENCODER_STATE
 
 
 class StreamState(NamedTuple):
@@ -122,8 +124,10 @@ class ConvBlock(nn.Module):
         return x + conv_2d(self.res_conv, y), y, new_cache
 
 
-class ConvTasNet(nn.Module):
+class ConvTasNet(Streaming):
     """Causal single-channel Conv-TasNet for speech enhancement (sigmoid mask on the encoder output)."""
+
+    title = "causal Conv-TasNet"
 
     def __init__(self, config: TasNetConfig) -> None:
         super().__init__()
@@ -134,10 +138,6 @@ class ConvTasNet(nn.Module):
         self.blocks = nn.ModuleList(ConvBlock(c.B, c.H, c.P, d, c.norm) for d in c.dilations)
         self.mask = nn.Sequential(nn.PReLU(), nn.Conv1d(c.B, c.N, 1), nn.Sigmoid())
         self.decoder = nn.ConvTranspose1d(c.N, 1, c.L, stride=c.hop, bias=False)
-
-    def get_config(self) -> dict:
-        """Everything needed to rebuild this network: `ConvTasNet(TasNetConfig.from_dict(...))`."""
-        return self.config.to_dict()
 
     @property
     def delay(self) -> int:
@@ -153,6 +153,23 @@ class ConvTasNet(nn.Module):
             dec=w.new_zeros(batch, self.delay),
         )
 
+    def state_spec(self) -> list[StateTensor]:
+        c, d = self.config, self.delay
+        return [
+            StateTensor(ENCODER_STATE, (d,), "last L - hop input samples"),
+            *(
+                StateTensor(
+                    f"conv{i}", (c.H, 1, b.context), f"past inputs of block {i}'s depthwise conv (dilation {dil})"
+                )
+                for i, (b, dil) in enumerate(zip(self.blocks, c.dilations))
+            ),
+            StateTensor(DECODER_TAIL, (d,), "decoder overlap-add tail"),
+        ]
+
+    def stream_flat(self, chunk: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        out, new_state = self.forward_stream(chunk, StreamState(state[0], state[1:-1], state[-1]))
+        return (out, *new_state.flat())
+
     def forward_stream(self, chunk: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
         """Enhance `chunk` (batch, k*hop) for any k >= 1, continuing from `state`.
 
@@ -164,7 +181,7 @@ class ConvTasNet(nn.Module):
 
     def _process(self, chunk: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
         """One pass over `chunk` from `state` (for cumLN only valid as a single whole-signal pass)."""
-        x = torch.cat([state.enc, chunk], dim=1)
+        x, enc = frames_in(state.enc, chunk)
         w = torch.relu(self.encoder(x.unsqueeze(1)))  # (batch, N, k)
         y = self.bottleneck(w).unsqueeze(2)  # (batch, B, 1, k): the TCN's layout
         activations, caches = [], []
@@ -177,20 +194,8 @@ class ConvTasNet(nn.Module):
             torch.cat([b.skip_conv.weight for b in self.blocks], dim=1).unsqueeze(2),
             sum(b.skip_conv.bias for b in self.blocks),
         ).squeeze(2)
-        frames = self.decoder(w * self.mask(skip)).squeeze(1)  # (batch, k*hop + delay)
-        out = torch.cat([frames[:, : self.delay] + state.dec, frames[:, self.delay :]], dim=1)
-        d = self.delay
-        return out[:, :-d], StreamState(x[:, -d:], tuple(caches), out[:, -d:])
+        out, dec = overlap_add(self.decoder(w * self.mask(skip)).squeeze(1), state.dec)
+        return out, StreamState(enc, tuple(caches), dec)
 
-    def forward(self, wave: Tensor) -> Tensor:
-        """Enhance whole signals (batch, time) -> (batch, time), aligned with the input."""
-        if wave.dim() == 1:
-            return self.forward(wave.unsqueeze(0)).squeeze(0)
-        length = wave.shape[1]
-        pad = -length % self.config.hop
-        x = F.pad(wave, (0, pad))
-        out, state = self._process(x, self.initial_state(wave.shape[0]))
-        return torch.cat([out, state.dec], dim=1)[:, self.delay : self.delay + length]
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def whole(self, x: Tensor, state: StreamState) -> tuple[Tensor, StreamState]:
+        return self._process(x, state)  # cumLN too: a whole signal is one pass

@@ -2,9 +2,11 @@
 
 The one home of that contract, torch-free: export writes the sidecar through `Sidecar`, the engine reads it
 through `load_model_info`. The ONNX graph takes `chunk` (batch, k*hop) and the state tensors named in the
-sidecar's "inputs" after `chunk` (`enc`, `conv0` ... `conv{n-1}` one per TCN block, `dec`; layouts in its
-"state" entry) and returns `enhanced` (batch, k*hop), delayed by `delay` samples (the algorithmic latency,
-L - hop), and the new state as `<name>_out` for each.
+sidecar's "inputs" after `chunk` (the model family's: a Conv-TasNet's are `enc`, `conv0` ... `conv{n-1}` one
+per TCN block, `dec`; layouts in its "state" entry) and returns `enhanced` (batch, k*hop), delayed by `delay`
+samples (the algorithmic latency: L - hop for a model that overlap-adds frames of L samples), and the new
+state as `<name>_out` for each. A model with a delay holds its last `delay` output samples in `dec`
+(batch, delay), which a stream's end flushes; a model without one needs no `dec`.
 
 A model may also have short-run graphs (`ring` in the sidecar; more ONNX files beside the first): the same
 function for one channel and runs of 1 to `max_hops` hops, taking each block's past depthwise inputs (`taps`,
@@ -38,11 +40,6 @@ DEFAULT_NAME = "default"
 CHUNK, ENHANCED = "chunk", "enhanced"  # the graph's audio input and output
 ENCODER_STATE, DECODER_TAIL = "enc", "dec"
 RING_TAPS, RING_ACTIVATIONS = "taps", "activations"  # the short-run graphs' past and present depthwise inputs
-
-
-def state_names(blocks: int) -> list[str]:
-    """The graph's state inputs for a network of `blocks` TCN blocks, in the model's StreamState.flat() order."""
-    return [ENCODER_STATE, *(f"conv{i}" for i in range(blocks)), DECODER_TAIL]
 
 
 def output_name(state: str) -> str:
@@ -115,6 +112,7 @@ class Sidecar:
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
     ring: dict[str, Any] | None = None
+    frame: int = 0  # samples per encoder frame; 0: model_config's L (files from before other families)
     exported: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     model: str = "causal Conv-TasNet"
     format: str = FORMAT
@@ -125,7 +123,7 @@ class Sidecar:
 
     @property
     def window(self) -> int:
-        return int(self.model_config["L"])
+        return self.frame or int(self.model_config["L"])
 
     @property
     def inputs(self) -> list[str]:
@@ -146,6 +144,7 @@ class Sidecar:
             "hop": self.hop,
             "delay": self.delay,
             "algorithmic_latency_ms": self.delay * ms,  # L - hop, as the engine reports it
+            "window": self.window,
             "window_ms": self.window * ms,
             "inputs": self.inputs,
             "outputs": self.outputs,
@@ -179,6 +178,7 @@ class Sidecar:
             training=doc.get("training", {}),
             scores=doc.get("scores", {}),
             ring=_ring_entry(doc["ring"]) if "ring" in doc else None,
+            frame=int(doc.get("window", 0)),
             exported=doc.get("exported", ""),
             model=doc.get("model", cls.model),
             format=doc.get("format", FORMAT),
@@ -282,12 +282,15 @@ def _layout_problem(info: ModelInfo) -> str | None:
         return f"hop {info.hop} with window {info.window}"
     if not 0 <= info.delay <= info.window:  # the decoder's overlap-add holds back less than one window
         return f"delay {info.delay}: expected 0 to {info.window} samples"
-    if DECODER_TAIL not in info.state_shapes:
-        return f"the state tensors must include {DECODER_TAIL}"
     for name, shape in info.state_shapes.items():
         sizes = shape[1:] if isinstance(shape, list) else []
         if not sizes or not all(type(n) is int and n >= 1 for n in sizes):
             return f"state {name} has shape {shape}: expected [batch, sizes >= 1...]"
+    tail = info.state_shapes.get(DECODER_TAIL)
+    if info.delay and tail is None:
+        return f"the state tensors must include {DECODER_TAIL}, the tail of its {info.delay}-sample delay"
+    if tail is not None and tail[1:] != [info.delay]:
+        return f"state {DECODER_TAIL} has shape {tail}: expected [batch, {info.delay}] (the delay)"
     values = sum(math.prod(shape[1:]) for shape in info.state_shapes.values())
     if values > MAX_STATE_VALUES:
         return f"the state holds {values:,} values per channel (at most {MAX_STATE_VALUES:,})"

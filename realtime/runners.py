@@ -117,8 +117,9 @@ class Runner:
         return list(self._states[self._slot].values())
 
     def decoder_tail(self) -> np.ndarray:
-        """The overlap-add tail of the current state, (channels, delay)."""
-        return self._states[self._slot][DECODER_TAIL]
+        """The overlap-add tail of the current state, (channels, delay); (channels, 0) for a model without delay."""
+        state = self._states[self._slot]
+        return state[DECODER_TAIL] if DECODER_TAIL in state else np.zeros((self.channels, 0), np.float32)
 
     def end_profiling(self) -> list[str]:
         """End the sessions' profiling (see `open_session`); the profile files written."""

@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from model.config import TasNetConfig
-from model.conv_tasnet import ConvTasNet
+from model.config import config_from_dict
+from model.families import build
 from training.checkpoint import CheckpointError, load_file, save_atomic
 from training.config import TrainConfig
 from training.data import TrainingData
@@ -26,7 +26,7 @@ def average(payloads: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
 
     It keeps the configs, the latest step and the largest CPU/GPU time of its inputs (they are one run),
     and records which checkpoints it averages; it has no optimiser state, so it cannot be resumed."""
-    configs = {repr(p["model_config"]) for p in payloads}
+    configs = {repr(config_from_dict(p["model_config"])) for p in payloads}  # with or without its arch key
     if len(configs) > 1:
         raise CheckpointError(f"{', '.join(names)}: different model configurations cannot be averaged")
     keys = payloads[0]["model"].keys()
@@ -49,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
     payloads = [load_file(p) for p in args.checkpoints]
     averaged = average(payloads, [p.name for p in args.checkpoints])
     config = TrainConfig.from_dict(averaged["train_config"])
-    model_config = TasNetConfig.from_dict(averaged["model_config"])
+    model_config = config_from_dict(averaged["model_config"])
     data = TrainingData(config, model_config.sample_rate)
 
     def scored(name: str, payload: dict[str, Any]) -> dict[str, float]:
-        model = ConvTasNet(model_config)
+        model = build(model_config)
         model.load_state_dict(payload["model"])
         s = validate(model, data)
         print(f"  {name} (step {payload['step']}): {s['pesq_wb']:.3f} / {s['stoi']:.4f} / {s['si_sdr']:.2f}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
-from model.config import TasNetConfig
+from model.config import ARCHITECTURES, FamilyConfig, TasNetConfig
 from realtime.errors import EXIT_OK
 from realtime.options import bounded
 from training.config import Augmentation, TrainConfig
@@ -55,7 +56,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a model (needs the [train] extra: torch)",
-        description="Train the causal Conv-TasNet; resumable, with checkpoints every few minutes.",
+        description="Train a causal model (the Conv-TasNet, or another family with --arch); resumable, with "
+        "checkpoints every few minutes.",
     )
     p.add_argument("--speech", nargs="+", default=[], metavar="DIR", help="clean speech folders (mixed on the fly)")
     p.add_argument("--noise", nargs="+", default=[], metavar="DIR", help="noise folders (mixed on the fly)")
@@ -86,10 +88,23 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default) or cuda")
     p.add_argument("--workers", type=int, default=0, help="processes drawing batches ahead (default: 0)")
+    p.add_argument(
+        "--arch",
+        choices=list(ARCHITECTURES),
+        default=TasNetConfig.arch,
+        help="model family (default conv-tasnet); its config's fields are set with --model-option",
+    )
     defaults = TasNetConfig()
-    for symbol in ("N", "L", "B", "H", "P", "X", "R"):
-        p.add_argument(f"--{symbol}", type=int, default=getattr(defaults, symbol), help=f"model {symbol}")
-    p.add_argument("--norm", choices=["cLN", "cumLN"], default=defaults.norm)
+    for symbol in TASNET_OPTIONS:
+        p.add_argument(f"--{symbol}", type=int, help=f"Conv-TasNet's {symbol} (default {getattr(defaults, symbol)})")
+    p.add_argument("--norm", choices=["cLN", "cumLN"], help=f"Conv-TasNet's norm (default {defaults.norm})")
+    p.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="SYMBOL=VALUE",
+        help="a field of the family's config, named as in its paper (e.g. H=256 for lstm-tasnet; repeatable)",
+    )
     p.add_argument("--batch-size", type=bounded(int, 1), help=f"mixtures per step (default: {TrainConfig.batch_size})")
     p.add_argument("--seconds", type=bounded(float, 0, open_low=True), default=2.0, help="training crop length")
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
@@ -144,6 +159,27 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
 
 RESUMABLE_OVERRIDES = ("batch_size", "val_every", "checkpoint_minutes")
+TASNET_OPTIONS = ("N", "L", "B", "H", "P", "X", "R")
+
+
+def family_config(args: argparse.Namespace) -> FamilyConfig:
+    """The config of `--arch` with the options given: Conv-TasNet's own flags, or --model-option SYMBOL=VALUE."""
+    family = ARCHITECTURES[args.arch]
+    values: dict[str, object] = {
+        name: getattr(args, name) for name in (*TASNET_OPTIONS, "norm") if getattr(args, name) is not None
+    }
+    if values and family is not TasNetConfig:
+        raise ValueError(f"--{next(iter(values))} is a Conv-TasNet option; for {args.arch} use --model-option")
+    types = {f.name: f.type for f in fields(family)}  # type: ignore[arg-type]
+    for item in args.model_option:
+        name, _, value = item.partition("=")
+        if name not in types:
+            raise ValueError(f"--model-option {item}: {args.arch} has no {name!r} (it has {', '.join(types)})")
+        try:
+            values[name] = int(value) if types[name] in (int, "int") else value
+        except ValueError:
+            raise ValueError(f"--model-option {item}: {name} takes a whole number") from None
+    return family(**values)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -153,7 +189,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.simulated_rooms < 0:
         raise ValueError(f"--simulated-rooms {args.simulated_rooms}: a count, 0 or more")
 
-    model_config = TasNetConfig(N=args.N, L=args.L, B=args.B, H=args.H, P=args.P, X=args.X, R=args.R, norm=args.norm)
+    model_config = family_config(args)
     config = TrainConfig(
         speech=args.speech,
         noise=args.noise,

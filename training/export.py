@@ -1,5 +1,5 @@
-"""Export a checkpoint to ONNX with its streaming state as explicit inputs/outputs, verify it against
-torch with onnxruntime, and write the JSON sidecar."""
+"""Export a checkpoint of any model family to ONNX with its streaming state as explicit inputs/outputs, verify
+it against torch with onnxruntime, and write the JSON sidecar (and, for a Conv-TasNet, its short-run graphs)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from model.config import TasNetConfig
-from model.conv_tasnet import ConvTasNet, StreamState
+from model.config import TasNetConfig, config_from_dict
+from model.conv_tasnet import ConvTasNet
+from model.families import build
 from model.ring_step import RingStep, lags, stream_error
+from model.streaming import Streaming
 from realtime.audio_io import atomic_output
 from realtime.model_file import (
     CHUNK,
@@ -28,7 +30,6 @@ from realtime.model_file import (
     ring_graph_inputs,
     ring_graph_outputs,
     sidecar_path,
-    state_names,
 )
 from training.checkpoint import load_file
 from training.config import TrainConfig
@@ -43,7 +44,7 @@ class ExportError(Exception):
     """The exported graph does not reproduce the torch model."""
 
 
-def fusable(model: ConvTasNet) -> ConvTasNet:
+def fusable(model: Streaming) -> Streaming:
     """A copy computing the same function with every one-slope PReLU as a LeakyReLU of that slope:
     onnxruntime fuses LeakyRelu into the conv before it (one node instead of two), never PRelu."""
     model = copy.deepcopy(model)
@@ -57,46 +58,36 @@ def fusable(model: ConvTasNet) -> ConvTasNet:
 class _StreamGraph(nn.Module):
     """forward_stream with the state flattened into named tensors, as ONNX wants it."""
 
-    def __init__(self, model: ConvTasNet) -> None:
+    def __init__(self, model: Streaming) -> None:
         super().__init__()
         self.model = fusable(model)
 
     def forward(self, chunk: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        out, new_state = self.model.forward_stream(chunk, StreamState(state[0], state[1:-1], state[-1]))
-        return (out, *new_state.flat())
+        return self.model.stream_flat(chunk, *state)
 
 
-def state_layout(model: ConvTasNet) -> dict[str, Any]:
-    """Shapes ("batch" is dynamic) and meaning of each state tensor, keyed by `state_names`."""
-    meanings = [
-        "last L - hop input samples",
-        *(f"past inputs of block {i}'s depthwise conv (dilation {d})" for i, d in enumerate(model.config.dilations)),
-        "decoder overlap-add tail",
-    ]
-    tensors = model.initial_state(1).flat()
-    return {
-        name: {"shape": ["batch", *tensor.shape[1:]], "meaning": meaning}
-        for name, tensor, meaning in zip(state_names(len(model.blocks)), tensors, meanings, strict=True)
-    }
+def state_layout(model: Streaming) -> dict[str, Any]:
+    """Shapes ("batch" is dynamic) and meaning of each state tensor, in the graph's order."""
+    return {s.name: {"shape": ["batch", *s.shape], "meaning": s.meaning} for s in model.state_spec()}
 
 
-def verify(model: ConvTasNet, onnx_path: Path, seconds: float = 1.0, seed: int = 0) -> float:
+def verify(model: Streaming, onnx_path: Path, seconds: float = 1.0, seed: int = 0) -> float:
     """Max abs difference between onnxruntime and torch streaming over uneven chunks of random audio."""
     rng = np.random.default_rng(seed)
     hop = model.config.hop
     audio = (rng.standard_normal((2, int(seconds * model.config.sample_rate) // hop * hop)) * 0.1).astype(np.float32)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = state_names(len(model.blocks))
-    state_t = model.initial_state(2)
-    state_np = [t.numpy() for t in state_t.flat()]
+    spec = model.state_spec()
+    state_t = [torch.zeros(2, *s.shape) for s in spec]
+    state_np = [t.numpy() for t in state_t]
     worst, pos = 0.0, 0
     while pos < audio.shape[1]:
         k = int(rng.integers(1, 40)) * hop
         chunk = audio[:, pos : pos + k]
         pos += chunk.shape[1]
-        outs = session.run(None, {CHUNK: chunk, **dict(zip(names, state_np))})
+        outs = session.run(None, {CHUNK: chunk, **{s.name: a for s, a in zip(spec, state_np)}})
         with torch.no_grad():
-            ref, state_t = model.forward_stream(torch.from_numpy(chunk), state_t)
+            ref, *state_t = model.stream_flat(torch.from_numpy(chunk), *state_t)
         worst = max(worst, float(np.max(np.abs(outs[0] - ref.numpy()))))
         state_np = outs[1:]
     return worst
@@ -148,32 +139,37 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     if output.suffix.lower() != ".onnx":
         raise ExportError(f"{output}: the model's name must end in .onnx (its sidecar is written beside it as .json)")
     payload = load_file(checkpoint)
-    config = TasNetConfig.from_dict(payload["model_config"])
-    if config.norm != "cLN":
+    try:
+        config = config_from_dict(payload["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"{checkpoint}: its model_config does not build a network ({exc})") from None
+    if isinstance(config, TasNetConfig) and config.norm != "cLN":
         raise ExportError(f"{checkpoint}: norm {config.norm!r} has no streaming form; only cLN models export")
-    model = ConvTasNet(config)
+    model = build(config)
     model.load_state_dict(payload["model"])
     model.eval()
+    rings = RING_GRAPHS if isinstance(model, ConvTasNet) else ()  # the short-run form is Conv-TasNet's
     output.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as outputs:
         tmp_sidecar = outputs.enter_context(atomic_output(sidecar_path(output), protect=(checkpoint,)))
         tmp = outputs.enter_context(atomic_output(output, protect=(checkpoint,)))
         tmp_rings = {
             k: outputs.enter_context(atomic_output(output.with_name(ring_graph_file(output, k)), protect=(checkpoint,)))
-            for k in RING_GRAPHS
+            for k in rings
         }
-        names = state_names(len(model.blocks))
-        example = (torch.zeros(1, 4 * config.hop), *model.initial_state(1).flat())
-        outputs = [ENHANCED, *map(output_name, names)]
+        spec = model.state_spec()
+        names = [s.name for s in spec]
+        example = (torch.zeros(1, 4 * config.hop), *(torch.zeros(1, *s.shape) for s in spec))
+        graph_outputs = [ENHANCED, *map(output_name, names)]
         dynamic = {CHUNK: {0: "batch", 1: "samples"}, ENHANCED: {0: "batch", 1: "samples"}}
-        dynamic.update({n: {0: "batch"} for n in (*names, *outputs[1:])})
+        dynamic.update({n: {0: "batch"} for n in (*names, *graph_outputs[1:])})
         with torch.no_grad():
             torch.onnx.export(
                 _StreamGraph(model),
                 example,
                 str(tmp),
                 input_names=[CHUNK, *names],
-                output_names=outputs,
+                output_names=graph_outputs,
                 dynamic_axes=dynamic,
                 opset_version=OPSET,
                 dynamo=False,
@@ -214,8 +210,12 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             ring={
                 "lags": lags(config),
                 "channels": config.H,
-                "graphs": [{"file": ring_graph_file(output, k), "max_hops": k} for k in RING_GRAPHS],
-            },
+                "graphs": [{"file": ring_graph_file(output, k), "max_hops": k} for k in rings],
+            }
+            if rings
+            else None,
+            frame=model.window,
+            model=model.title,
         )
         sidecar.write(tmp_sidecar)
     return sidecar.to_dict()

@@ -18,8 +18,9 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm import tqdm
 
-from model.config import TasNetConfig
-from model.conv_tasnet import ConvTasNet
+from model.config import FamilyConfig, TasNetConfig, config_from_dict
+from model.families import build
+from model.streaming import Streaming
 from realtime.audio_io import atomic_output
 from training.checkpoint import (
     BEST,
@@ -99,7 +100,7 @@ class StepBatches(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def validate(model: ConvTasNet, data: TrainingData) -> dict[str, float]:
+def validate(model: Streaming, data: TrainingData) -> dict[str, float]:
     """Mean PESQ-WB, STOI and SI-SDR of the model on the fixed validation set."""
     model.eval()
     device = next(model.parameters()).device
@@ -114,7 +115,7 @@ def validate(model: ConvTasNet, data: TrainingData) -> dict[str, float]:
     return {k: float(np.mean(v)) if v else float("nan") for k, v in sums.items()}
 
 
-def initialise_from(model: ConvTasNet, checkpoint: Path) -> int:
+def initialise_from(model: Streaming, checkpoint: Path) -> int:
     """Copy every tensor of `checkpoint` whose name and shape match `model`'s (a shallower model takes the
     first blocks of a deeper one); returns how many were copied. None matching is an error."""
     source = load_file(checkpoint)["model"]
@@ -138,9 +139,9 @@ class Run:
     """A training run between steps: its model, optimiser and data, and the counters its checkpoints save."""
 
     out_dir: Path
-    model_config: TasNetConfig
+    model_config: FamilyConfig
     config: TrainConfig
-    model: ConvTasNet
+    model: Streaming
     net: torch.nn.Module  # what the step calls: the model, wrapped for DDP and/or compiled
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -183,7 +184,7 @@ class Run:
 
 def setup(
     out_dir: Path,
-    model_config: TasNetConfig | None,
+    model_config: FamilyConfig | None,
     config: TrainConfig | None,
     resume: bool,
     threads: int | None,
@@ -202,7 +203,7 @@ def setup(
     if payload is None and any((out_dir / name).exists() for name in (LAST, PREV)):
         raise CheckpointError(f"{out_dir}: holds a training run already; pass --resume or choose another --out")
     if payload is not None:
-        model_config = TasNetConfig.from_dict(payload["model_config"])
+        model_config = config_from_dict(payload["model_config"])
         config = TrainConfig.from_dict(payload["train_config"])
     model_config = model_config or TasNetConfig()
     config = replace(config or TrainConfig(), **(overrides or {}))
@@ -223,7 +224,7 @@ def setup(
 
     data = TrainingData(config, model_config.sample_rate)
     torch.manual_seed(config.seed)  # the initial weights, like every batch, follow from the seed
-    model = ConvTasNet(model_config)
+    model = build(model_config)
     if payload is not None:
         model.load_state_dict(payload["model"])
     elif config.init:
@@ -320,7 +321,7 @@ class Window:
 
 def train(
     out_dir: Path,
-    model_config: TasNetConfig | None = None,
+    model_config: FamilyConfig | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
     max_steps: int | None = None,
