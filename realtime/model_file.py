@@ -144,7 +144,7 @@ class Sidecar:
             "hop": self.hop,
             "delay": self.delay,
             "algorithmic_latency_ms": self.delay * ms,  # L - hop, as the engine reports it
-            "window": self.window,
+            **({"window": self.frame} if self.frame else {}),
             "window_ms": self.window * ms,
             "inputs": self.inputs,
             "outputs": self.outputs,
