@@ -22,6 +22,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "benchmarks.engine_depth",
     "benchmarks.training_speed",
     "benchmarks.shape_race",
+    "benchmarks.architectures",
     "benchmarks.virtual_mic",
 )
 

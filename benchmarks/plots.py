@@ -115,3 +115,25 @@ def speed_vs_block(systems: Mapping[str, dict], path: Path) -> None:
     ax.legend(fontsize=8)
     ax.set_title("Streaming real-time factor vs block size, one thread (lower is faster)")
     _save(fig, path)
+
+
+def learning_curves(
+    curves: Mapping[str, tuple[str, list]], dev: Mapping[str, float], references: Mapping[str, dict], path: Path
+) -> None:
+    """Validation PESQ-WB per CPU hour of each family's run (curve rows: cpu hours, PESQ-WB, ...), each best
+    checkpoint's dev PESQ-WB as a marker at the end of its curve, the noisy input and oracle IRM on dev as lines."""
+    fig, axes = _figure(1, 1, (9, 5.5))
+    ax = axes[0, 0]
+    for name, (label, rows) in curves.items():
+        hours, pesq = [r[0] for r in rows], [r[1] for r in rows]
+        (line,) = ax.plot(hours, pesq, marker="o", markersize=3, label=f"{label}: validation")
+        ax.plot([hours[-1]], [dev[name]], marker="*", markersize=12, color=line.get_color(), linestyle="none")
+    for key, style in zip(("noisy", "oracle_irm"), (":", "--")):
+        ax.axhline(references[key]["pesq_wb"], linestyle=style, color="grey")
+        ax.annotate(f"{key} (dev)", (0, references[key]["pesq_wb"]), fontsize=8, color="grey", va="bottom")
+    ax.set_xlabel("CPU hours of training (one thread)")
+    ax.set_ylabel("PESQ-WB")
+    ax.set_title("Validation PESQ-WB per CPU hour; stars: each run's best checkpoint on dev")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)

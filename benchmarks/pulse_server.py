@@ -1,8 +1,9 @@
-"""A private PulseAudio server for the virtual-mic tests and soak, and a client that plays into it and records
-from it in lockstep (so that what it hears back can be timed against what it played).
+"""A private sound server for the virtual-mic tests and soak, and a client that plays into it and records from
+it in lockstep (so that what it hears back can be timed against what it played).
 
-The server runs Debian's `pulseaudio` in user mode on its own socket, with one null sink, `mic`, whose monitor
-stands in for a microphone. A null sink renders in blocks of the lowest latency its clients ask for (2 s with
+The server is Debian's `pulseaudio` in user mode on its own socket, or PipeWire with wireplumber and
+pipewire-pulse on their own runtime folder, with one null sink, `mic`, whose monitor stands in for a
+microphone. A null sink renders in blocks of the lowest latency its clients ask for (2 s with
 none), so the player keeps a low-latency stream on it from before live starts reading until the end.
 """
 
@@ -34,10 +35,39 @@ LIVE_OUTPUT = "denoise live output"  # the name of live's stream into the virtua
 class PulseServer:
     """`pulseaudio` with a null sink `mic` at `rate`; `env` reaches it; stop() or use as a context manager."""
 
+    kind = "pulseaudio"
+
     def __init__(self, rate: int = 48000) -> None:
-        if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
-            raise RuntimeError("pulseaudio or pactl not found: install Debian's pulseaudio and pulseaudio-utils")
-        self.folder = Path(tempfile.mkdtemp(prefix=f"rtd-pulse-{uuid.uuid4().hex[:6]}-"))
+        self.folder = Path(tempfile.mkdtemp(prefix=f"rtd-{self.kind}-{uuid.uuid4().hex[:6]}-"))
+        self.processes: list[subprocess.Popen] = []  # started in order, stopped in reverse
+        try:
+            self.process = self._start(rate)  # the one serving the PulseAudio protocol: stopping it loses the server
+            self._wait_ready()
+            self._add_mic(rate)
+        except BaseException:
+            self.stop()
+            raise
+        # silence (zeros are 0.0 in float32) at low latency into `mic` while the server runs: it never renders ahead
+        with open("/dev/zero", "rb") as zeros:
+            self._silence = subprocess.Popen(
+                ["pacat", "--playback", f"--device={MIC}", "--latency-msec=10", "--raw", "--format=float32le",
+                 "--channels=1", f"--rate={rate}", "--client-name=rtd-silence"],
+                env=self.env, stdin=zeros, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+
+    def _needs(self, *programs: str) -> None:
+        absent = [p for p in (*programs, "pactl", "pacat") if shutil.which(p) is None]
+        if absent:
+            raise RuntimeError(f"{', '.join(absent)} not found: install Debian's {self.kind} and pulseaudio-utils")
+
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        with open(self.folder / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.processes.append(process)
+        return process
+
+    def _start(self, rate: int) -> subprocess.Popen:
+        self._needs("pulseaudio")
         socket = self.folder / "native"
         (self.folder / "default.pa").write_text(
             f"load-module module-native-protocol-unix auth-anonymous=1 socket={socket}\n"
@@ -50,28 +80,21 @@ class PulseServer:
             "HOME": str(self.folder),  # its cookie and state, not the user's
         }
         cmd = ["pulseaudio", "-n", "-F", str(self.folder / "default.pa"), "--daemonize=no", "--exit-idle-time=-1"]
-        cmd += ["--use-pid-file=no", f"--log-target=file:{self.folder / 'log.txt'}"]
-        self.process = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)  # fmt: skip
-        self._wait_ready()
-        # silence (zeros are 0.0 in float32) at low latency into `mic` while the server runs: it never renders ahead
-        with open("/dev/zero", "rb") as zeros:
-            self._silence = subprocess.Popen(
-                ["pacat", "--playback", f"--device={MIC}", "--latency-msec=10", "--raw", "--format=float32le",
-                 "--channels=1", f"--rate={rate}", "--client-name=rtd-silence"],
-                env=self.env, stdin=zeros, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+        return self._spawn("pulseaudio", [*cmd, "--use-pid-file=no", "--log-target=stderr"])
+
+    def _add_mic(self, rate: int) -> None:
+        """The null sink `mic` (pulseaudio loads it from its script)."""
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited with {self.process.returncode}: {self.log()[-500:]}")
+            exited = next((p for p in self.processes if p.poll() is not None), None)
+            if exited is not None:
+                raise RuntimeError(f"{exited.args[0]} exited with {exited.returncode}: {self.log()[-500:]}")
             if self.pactl("info").returncode == 0:
                 return
             time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"pulseaudio did not start within {READY_TIMEOUT_S} s: {self.log()[-500:]}")
+        raise RuntimeError(f"{self.kind} did not start within {READY_TIMEOUT_S} s: {self.log()[-500:]}")
 
     def pactl(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10)
@@ -81,14 +104,14 @@ class PulseServer:
         return {entry["name"] for entry in json.loads(self.pactl("--format=json", "list", kind).stdout or "[]")}
 
     def log(self) -> str:
-        path = self.folder / "log.txt"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return "".join(path.read_text(errors="replace") for path in sorted(self.folder.glob("*.log")))
 
     def stop(self) -> None:
         """Terminate the server (idempotent)."""
         if getattr(self, "_silence", None) is not None:
             processes.stop(self._silence)
-        processes.stop(self.process)
+        for process in reversed(self.processes):
+            processes.stop(process)
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> PulseServer:
@@ -96,6 +119,47 @@ class PulseServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class PipeWireServer(PulseServer):
+    """PipeWire with its session manager and its PulseAudio server (pipewire-pulse), on a private runtime
+    folder and session bus, and the same null sink `mic`: what most desktops run today."""
+
+    kind = "pipewire"
+
+    def _start(self, rate: int) -> subprocess.Popen:
+        self._needs("pipewire", "wireplumber", "pipewire-pulse", "dbus-daemon")
+        run = self.folder / "run"
+        run.mkdir(mode=0o700)
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PIPEWIRE_", "PULSE_"))},
+            "XDG_RUNTIME_DIR": str(run),
+            "HOME": str(self.folder),
+            "DBUS_SESSION_BUS_ADDRESS": f"unix:path={run / 'bus'}",
+            "PULSE_SERVER": f"unix:{run / 'pulse' / 'native'}",
+        }
+        bus = ["dbus-daemon", "--session", f"--address={self.env['DBUS_SESSION_BUS_ADDRESS']}", "--nofork"]
+        self._spawn("dbus", [*bus, "--nopidfile"])
+        self._spawn("pipewire", ["pipewire"])
+        self._wait_for(run / "pipewire-0")
+        self._spawn("wireplumber", ["wireplumber"])
+        return self._spawn("pipewire-pulse", ["pipewire-pulse"])
+
+    def _wait_for(self, path: Path) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.kind}: no {path.name} after {READY_TIMEOUT_S} s: {self.log()[-500:]}")
+            time.sleep(0.05)
+
+    def _add_mic(self, rate: int) -> None:
+        args = f"sink_name={MIC} rate={rate} channels=1 channel_map=mono"
+        done = self.pactl("load-module", "module-null-sink", *args.split())
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.kind}: cannot add the null sink {MIC}: {done.stderr.strip()}")
+
+
+SERVERS: dict[str, type[PulseServer]] = {server.kind: server for server in (PulseServer, PipeWireServer)}
 
 
 class PulseLoop:

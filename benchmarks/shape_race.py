@@ -144,11 +144,9 @@ def budgets_of(curves: dict[str, Curve], step_hours: float = 0.25) -> list[float
 
 
 def validation_table(
-    curves: dict[str, Curve], entries: dict[str, tuple[str, FamilyConfig]], budgets: list[float], heading: str
+    curves: dict[str, Curve], labels: dict[str, str], params: dict[str, int], budgets: list[float], heading: str
 ) -> tuple[list[str], str]:
     """The markdown table of best validation scores within each budget, and the winner at the last budget."""
-    from model.families import build
-
     final = budgets[-1]
     best = {name: [curve.best_within(b) for b in budgets] for name, curve in curves.items()}
     winner = max(curves, key=lambda name: best[name][-1][1] if best[name][-1] else 0)
@@ -159,14 +157,13 @@ def validation_table(
         "|---|---|---|" + "---|" * (len(budgets) + 2),
     ]
     for name, curve in curves.items():
-        label, config = entries[name]
-        params = build(config).num_parameters()
+        label = labels[name]
         cells = [f"{row[1]:.3f}" if row else "-" for row in best[name]]
         last = best[name][-1]
         tail = [f"{last[2]:.4f}", f"{last[3]:.2f}"] if last else ["-", "-"]
         mark = f"**{label}**" if name == winner else label
         lines.append(
-            f"| {mark} | {params / 1e6:.2f} | {curve.steps / curve.cpu_hours if curve.cpu_hours else 0:,.0f} | "
+            f"| {mark} | {params[name] / 1e6:.2f} | {curve.steps / curve.cpu_hours if curve.cpu_hours else 0:,.0f} | "
             + " | ".join(cells + tail)
             + " |"
         )
@@ -185,7 +182,11 @@ def report(runs: Path, out: Path, step_hours: float = 0.25) -> str:
     entries = SETS["shapes"]
     curves = curves_in(runs, entries)
     budgets = budgets_of(curves, step_hours)
-    table, winner = validation_table(curves, entries, budgets, "shape")
+    from model.families import build
+
+    labels = {name: entries[name][0] for name in curves}
+    params = {name: build(entries[name][1]).num_parameters() for name in curves}
+    table, winner = validation_table(curves, labels, params, budgets, "shape")
     lines = [
         f"Command: `denoise bench shape-race run --minutes M --jobs 2` then "
         f"`denoise bench shape-race report` (runs in `{runs}`, their train_log.csv committed)  ",

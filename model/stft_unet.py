@@ -109,7 +109,8 @@ class STFTUNet(Streaming):
         bins = self.config.bins
         magnitude = (spec[:, :bins] ** 2 + spec[:, bins:] ** 2 + 1e-10) ** (COMPRESSION / 2)
         mask, caches = self.mask(magnitude.unsqueeze(1), state[1:-1])
-        mask = mask.squeeze(1).repeat(1, 2, 1)  # the same gain on the real and imaginary parts
+        mask = mask.squeeze(1)
+        mask = torch.cat([mask, mask], dim=1)  # the same gain on the real and imaginary parts
         frames = F.conv_transpose1d(spec * mask, self.synthesis, stride=self.config.hop).squeeze(1)
         out, dec = overlap_add(frames, state[-1])
         return out, (enc, *caches, dec)

@@ -237,7 +237,7 @@ def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
         return serve(opts, log)
     source = opts.input or default_source()  # pinned before the virtual mic exists
     rate = opts.sample_rate or VIRTUAL_MIC_RATE
-    with interrupt_on_signals(), VirtualMic(opts.virtual_mic, rate, monitor=opts.output) as mic:
+    with interrupt_on_signals(), VirtualMic(opts.virtual_mic, rate, opts.output, source) as mic:
         listen = f"; monitored on {opts.output}" if opts.output else ""
         print(f"virtual mic '{mic.name}' created: pick it as the microphone in other programs{listen}", file=log)
         return serve(replace(opts, input=source, output=mic.sink, sample_rate=rate), log)

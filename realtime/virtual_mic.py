@@ -84,6 +84,7 @@ class VirtualMic:
     name: str
     rate: int
     monitor: str | None = None  # a sink to also play the virtual mic on ("default": the server's)
+    source: str | None = None  # live's input: checked here, since PipeWire would quietly record another one
     modules: list[int] = field(default_factory=list)
 
     @property
@@ -134,9 +135,11 @@ class VirtualMic:
             raise AudioError(f"cannot create the virtual mic '{self.name}': {module}: {exc}") from None
 
     def _prepare(self) -> None:
-        """Check the monitor sink; refuse a name in use; reclaim the modules of a killed owner."""
+        """Check live's source and the monitor sink; refuse a name in use; reclaim the modules of a killed owner."""
         sources = {s["name"]: s for s in listing("sources")}
         sinks = {s["name"]: s for s in listing("sinks")}
+        if self.source is not None and self.source not in sources:
+            raise AudioError(f"--input: the sound server has no source '{self.source}' (see pactl list short sources)")
         if self.monitor not in (None, "default") and self.monitor not in sinks:
             raise AudioError(f"--output: the sound server has no sink '{self.monitor}' (see pactl list short sinks)")
         if self.name not in sources and self.sink not in sinks:

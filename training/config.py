@@ -91,7 +91,8 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {**LEGACY, **{k: v for k, v in data.items() if k in known}}
         for key in ("snr_db", "level_dbfs"):
-            values[key] = tuple(values[key])
+            if key in values:
+                values[key] = tuple(values[key])
         # nested since its first run, whose checkpoints keep it flat; before that: none
         values["augment"] = Augmentation.from_dict(data.get("augment", data))
         return cls(**values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,10 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
         graph_outputs = [ENHANCED, *map(output_name, names)]
         dynamic = {CHUNK: {0: "batch", 1: "samples"}, ENHANCED: {0: "batch", 1: "samples"}}
         dynamic.update({n: {0: "batch"} for n in (*names, *graph_outputs[1:])})
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # an LSTM's exporter warns of batch sizes unless h0/c0 are inputs: they are (the state), and
+            # `verify` runs the graph at batch 2
+            warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
             torch.onnx.export(
                 _StreamGraph(model),
                 example,

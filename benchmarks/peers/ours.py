@@ -41,7 +41,7 @@ class OursStreaming(System):
 
 
 class OursTorch(System):
-    """The checkpoint run offline by torch (`ConvTasNet.forward` on the whole signal), one thread."""
+    """The checkpoint run offline by torch (its network's `forward` on the whole signal), one thread."""
 
     key, label = "ours_torch", "ours, offline (torch)"
     package = "torch"
@@ -56,12 +56,11 @@ class OursTorch(System):
     def load(self) -> None:
         import torch
 
-        from model.config import TasNetConfig
-        from model.conv_tasnet import ConvTasNet
+        from model.families import build
 
         torch.set_num_threads(1)
         saved = torch.load(self.options.checkpoint, map_location="cpu", weights_only=True)
-        self.net = ConvTasNet(TasNetConfig.from_dict(saved["model_config"]))
+        self.net = build(saved["model_config"])
         self.net.load_state_dict(saved["model"])
         self.net.eval()
 

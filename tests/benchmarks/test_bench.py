@@ -295,3 +295,37 @@ def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
     assert 0 < profile["session_run_us"] < profile["feed_us"]
     assert "## Profile summary" in markdown and "| LayerNormalization |" in markdown
     assert_png(out / "plots" / "speed_rtf_vs_block.png")
+
+
+def test_bench_architectures_reports_every_family_run_beside_the_references(paired: Path, tmp_path: Path) -> None:
+    """Two tiny families' runs: each best checkpoint exported, scored on the given set and timed, with the noisy
+    input and the oracle IRM as floor and ceiling, and the learning curves plotted."""
+    import json
+
+    runs = tmp_path / "families"
+    tiny = {"stft-unet": ["L=32", "C=4", "D=2"], "lstm-tasnet": ["N=16", "L=16", "H=16", "R=1"]}
+    for arch, options in tiny.items():
+        result = run_cli(
+            *("train", "--arch", arch, *(a for o in options for a in ("--model-option", o))),
+            *("--speech", DATA / "speech", "--noise", DATA / "noise", "--out", runs / arch, "--allow-non-commercial"),
+            *("--batch-size", "2", "--seconds", "0.5", "--threads", "1", "--steps", "4", "--val-every", "2"),
+            env={"RTDENOISE_CACHE": str(tmp_path / "cache")},
+        )
+        assert result.code == 0, result.stderr
+    out = tmp_path / "architectures.md"
+    result = run_cli(
+        *("bench", "architectures", "--runs", runs, "--noisy", paired / "noisy", "--clean", paired / "clean"),
+        *("--rounds", "1", "--out", out),
+    )
+    assert result.code == 0, result.stderr
+    text = out.read_text()
+    for label in ("STFT U-Net", "LSTM TasNet", "noisy input", "oracle IRM"):
+        assert sum(label in line for line in text.splitlines() if line.startswith("| ")) >= 1, label
+    document = json.loads(out.with_suffix(".json").read_text())
+    assert set(document["families"]) == set(tiny) and document["winner_at_common_budget"] in tiny
+    for entry in document["families"].values():
+        assert set(entry["rtf"]) == {"32", "160"} and entry["macs_per_second"] > 0
+        assert 1 <= entry["dev"]["pesq_wb"] <= 4.64
+    assert document["references"]["oracle_irm"]["si_sdr"] > document["references"]["noisy"]["si_sdr"] + 3
+    assert (runs / "stft-unet" / "best.onnx").is_file()
+    assert_png(out.with_suffix(".png"))

@@ -1,7 +1,8 @@
-"""`denoise live --virtual-mic` through a real PulseAudio server that the tests start.
+"""`denoise live --virtual-mic` through real sound servers that the tests start: PulseAudio, and PipeWire
+through its PulseAudio server.
 
-The server (Debian's pulseaudio, on a private socket) has a null sink `mic` whose monitor stands in for the
-microphone; a test client plays into it and records from the virtual mic in lockstep, as a call program
+Each server (Debian's pulseaudio on a private socket; pipewire, wireplumber and pipewire-pulse on a private
+runtime folder) has a null sink `mic` whose monitor stands in for the microphone; a test client plays into it and records from the virtual mic in lockstep, as a call program
 would, so what it hears can be timed against what it played.
 """
 
@@ -20,7 +21,7 @@ from conftest import assert_clean_failure, run_cli
 from helpers import finish
 
 from benchmarks.alignment import measure_delay, snr_db
-from benchmarks.pulse_server import PulseLoop, PulseServer, start_virtual_mic, wait_streaming
+from benchmarks.pulse_server import SERVERS, PulseLoop, PulseServer, start_virtual_mic, wait_streaming
 from realtime import pulse_stream
 from realtime.audio_io import read_audio, resample
 from realtime.engine import Denoiser
@@ -35,9 +36,9 @@ APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
 SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
 
 
-@pytest.fixture(scope="module")
-def pulse() -> PulseServer:
-    with PulseServer(RATE) as server:
+@pytest.fixture(scope="module", params=list(SERVERS))
+def pulse(request: pytest.FixtureRequest) -> PulseServer:
+    with SERVERS[request.param](RATE) as server:
         yield server
 
 
@@ -205,9 +206,10 @@ def test_a_killed_lives_virtual_mic_is_reclaimed_by_the_next(pulse: PulseServer)
     assert "rtd-killed" not in pulse.names("sources") and "rtd-killed.feed" not in pulse.names("sinks")
 
 
-def test_a_lost_sound_server_ends_live_with_a_clear_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", list(SERVERS))
+def test_a_lost_sound_server_ends_live_with_a_clear_message(tmp_path: Path, kind: str) -> None:
     summary_path = tmp_path / "live.json"
-    with PulseServer(RATE) as server:
+    with SERVERS[kind](RATE) as server:
         proc = start_live(server, "rtd-lost", "--duration", 60, "--json", summary_path)
         wait_for(server, "rtd-lost", proc)
         time.sleep(0.5)

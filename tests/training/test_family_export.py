@@ -94,3 +94,16 @@ def test_family_options_are_checked_before_training(tmp_path, speech_dir, noise_
     command = ["train", "--speech", speech_dir, "--noise", noise_dir, "--out", tmp_path / "run", *args]
     assert expected in assert_clean_failure(run_cli(*command))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_with_only_weights_and_model_config_exports(tmp_path) -> None:
+    """What `bench engine-depth` saves, or a checkpoint from elsewhere: no training record, still a model."""
+    from model.config import WaveUNetConfig
+    from model.families import build
+    from training.checkpoint import save_atomic
+
+    model = build(WaveUNetConfig(L=2, F_c=2, f_d=3, f_u=3))
+    save_atomic({"model": model.state_dict(), "model_config": model.get_config(), "step": 0}, tmp_path / "bare.pt")
+    result = run_cli("export", tmp_path / "bare.pt", "-o", tmp_path / "bare.onnx")
+    assert result.code == 0, result.stderr
+    assert json.loads((tmp_path / "bare.json").read_text())["model"] == "causal Wave-U-Net"
