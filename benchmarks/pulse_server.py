@@ -35,7 +35,7 @@ LIVE_OUTPUT = "denoise live output"  # the name of live's stream into the virtua
 class PulseServer:
     """`pulseaudio` with a null sink `mic` at `rate`; `env` reaches it; stop() or use as a context manager."""
 
-    kind = "pulseaudio"
+    kind, title = "pulseaudio", "PulseAudio"
 
     def __init__(self, rate: int = 48000) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix=f"rtd-{self.kind}-{uuid.uuid4().hex[:6]}-"))
@@ -125,7 +125,7 @@ class PipeWireServer(PulseServer):
     """PipeWire with its session manager and its PulseAudio server (pipewire-pulse), on a private runtime
     folder and session bus, and the same null sink `mic`: what most desktops run today."""
 
-    kind = "pipewire"
+    kind, title = "pipewire", "PipeWire (pipewire-pulse)"
 
     def _start(self, rate: int) -> subprocess.Popen:
         self._needs("pipewire", "wireplumber", "pipewire-pulse", "dbus-daemon")

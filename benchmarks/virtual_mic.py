@@ -1,4 +1,5 @@
-"""`denoise bench virtual-mic`: a soak of `denoise live --virtual-mic` through a private PulseAudio server.
+"""`denoise bench virtual-mic`: a soak of `denoise live --virtual-mic` through a private PulseAudio server (or,
+with `--server pipewire`, PipeWire through pipewire-pulse).
 
 A client plays the noisy example, looped, into the server's `mic` and records the virtual mic in lockstep
 for `--seconds`; every minute a 10 s window of what it heard is aligned with what `denoise file` makes of the
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.alignment import measure_delay, snr_db
-from benchmarks.pulse_server import PulseLoop, PulseServer, start_virtual_mic, wait_streaming
+from benchmarks.pulse_server import SERVERS, PulseLoop, start_virtual_mic, wait_streaming
 from benchmarks.report import header, header_markdown, write_report
 from realtime.audio_io import read_audio, resample
 from realtime.errors import EXIT_OK
@@ -32,13 +33,15 @@ WINDOW_S = 10.0
 SEARCH_S = 0.5  # the delay is looked for this far around the reported one
 PIECE_S, PIECE_SEARCH_S = 0.5, 0.01  # half-second pieces, each aligned this far around its window's delay
 START_TIMEOUT_S = 60.0  # for live to start streaming
+RESULTS = Path("benchmarks/results")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("virtual-mic", help="soak denoise live --virtual-mic", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=600.0, help="how long to stream (default 600)")
     p.add_argument("--headroom", type=int, default=1, help="live's --headroom (default 1, live's own default)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/virtual-mic.md"))
+    p.add_argument("--server", choices=list(SERVERS), default="pulseaudio", help="the sound server to start")
+    p.add_argument("--out", type=Path, help="report (default: benchmarks/results/virtual-mic[-pipewire].md)")
     p.set_defaults(run=run)
 
 
@@ -48,9 +51,9 @@ def looped_example(seconds: float) -> np.ndarray:
     return np.tile(audio, int(np.ceil(seconds * RATE / len(audio))))[: int(seconds * RATE)]
 
 
-def soak(seconds: float, headroom: int) -> dict[str, Any]:
+def soak(seconds: float, headroom: int, kind: str = "pulseaudio") -> dict[str, Any]:
     signal = looped_example(seconds)
-    with tempfile.TemporaryDirectory() as scratch, PulseServer(RATE) as server:
+    with tempfile.TemporaryDirectory() as scratch, SERVERS[kind](RATE) as server:
         summary_path = Path(scratch) / "live.json"
         live = start_virtual_mic(
             server, NAME, "--headroom", headroom, "--duration", f"{seconds + 15:g}", "--json", summary_path
@@ -84,6 +87,7 @@ def soak(seconds: float, headroom: int) -> dict[str, Any]:
                         "snr_db": snr_db(reference[a : a + n], heard[a + delay : a + delay + n]),
                         "piece_snr_db": piece_match(heard, reference, a, n, delay)})  # fmt: skip
     return {
+        "server": server.title,
         "seconds": seconds,
         "headroom": headroom,
         "windows": windows,
@@ -115,7 +119,8 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
     lines = header_markdown("Virtual mic soak", head)
     lines += [
         f"`denoise live --virtual-mic --headroom {result['headroom']}` for {result['seconds']:.0f} s from a private "
-        "PulseAudio server's null sink (the microphone) to a client recording the virtual mic in lockstep "
+        f"{result['server']} server's null sink (the microphone) to a client recording the virtual mic in "
+        "lockstep "
         "(`benchmarks/virtual_mic.py`). Every minute, a 10 s window of what the client heard is aligned with "
         "`denoise file`'s output: its delay, less the client's own buffering in that window (the server's "
         "latency of its two streams), is live's path from the microphone to the virtual mic.",
@@ -147,9 +152,10 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     head = header("live: onnxruntime intra-op 1")
-    result = soak(args.seconds, args.headroom)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out.with_suffix(".json"), {"header": head, **result})
-    write_report(args.out, markdown(head, result))
-    print(f"drift {result['drift_ms']:+.3f} ms, xruns {result['live']['xruns']['total']}: {args.out}", file=sys.stderr)
+    out = args.out or RESULTS / ("virtual-mic.md" if args.server == "pulseaudio" else f"virtual-mic-{args.server}.md")
+    result = soak(args.seconds, args.headroom, args.server)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out.with_suffix(".json"), {"header": head, **result})
+    write_report(out, markdown(head, result))
+    print(f"drift {result['drift_ms']:+.3f} ms, xruns {result['live']['xruns']['total']}: {out}", file=sys.stderr)
     return EXIT_OK
