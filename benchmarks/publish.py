@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     report_path = args.report or Path(f"benchmarks/results/{args.name}-model.md")
     document = export(checkpoint, target)
     payload = load_file(checkpoint)
-    kept = ("model", "model_config", "train_config", "step", "cpu_seconds", "gpu_seconds", "averaged_from")
+    kept = ("model", "model_config", "train_config", "data", "step", "cpu_seconds", "gpu_seconds", "averaged_from")
     slim = {k: payload[k] for k in kept if k in payload}
     save_atomic(slim, target.with_suffix(".pt"))
     report = score_model(target, args.test_root, args.split, args.block_size)

@@ -40,6 +40,7 @@ def average(payloads: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
         "cpu_seconds": max(p.get("cpu_seconds", 0.0) for p in payloads),
         "gpu_seconds": max(p.get("gpu_seconds", 0.0) for p in payloads),
         "averaged_from": [{"checkpoint": n, "step": p["step"]} for n, p in zip(names, payloads)],
+        **({"data": latest["data"]} if "data" in latest else {}),
     }
 
 

@@ -206,7 +206,9 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
                 "gpu_hours": round(payload.get("gpu_seconds", 0.0) / 3600, 3),
                 **({"averaged_from": payload["averaged_from"]} if "averaged_from" in payload else {}),
                 "train_config": train_cfg.to_dict(),
-                "data": training_data(
+                # what the run recorded when it started; for checkpoints from before it did, today's folders
+                "data": payload.get("data")
+                or training_data(
                     train_cfg.speech, train_cfg.noise, train_cfg.paired, train_cfg.rir, train_cfg.allow_non_commercial
                 ),
             },

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ from training.config import TrainConfig
 from training.data import TrainingData
 from training.losses import enhancement_loss
 from training.metrics import score
+from training.provenance import training_data
 
 LOG_FIELDS = [
     "step",
@@ -155,6 +156,7 @@ class Run:
     gpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     best: float = -math.inf
+    data_record: dict = field(default_factory=dict)  # the sources and licences it trains on, as when it started
 
     @property
     def cooled_at(self) -> int | None:
@@ -175,6 +177,7 @@ class Run:
             "best_score": self.best,
             "model_config": self.model_config.to_dict(),
             "train_config": self.config.to_dict(),
+            "data": self.data_record,
         }
 
     def hours(self) -> str:
@@ -240,6 +243,10 @@ def setup(
     if config.compile:
         net = torch.compile(net)
     run = Run(out_dir, model_config, config, model, net, optimizer, scheduler, data, device, on_gpu, rank, world)
+    # recorded when the run starts, so an export later says what it trained on, not what the folders hold then
+    run.data_record = (payload or {}).get("data") or training_data(
+        config.speech, config.noise, config.paired, config.rir, config.allow_non_commercial
+    )
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])  # moves the moments to the parameters' device
         scheduler.load_state_dict(payload["scheduler"])

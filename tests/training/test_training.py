@@ -349,3 +349,19 @@ def test_the_shape_race_reports_the_best_validation_within_equal_cpu_budgets(
     curve = Curve(steps=30, cpu_hours=0.3, val=[(0.1, 1.5, 0.8, 9.0), (0.2, 1.7, 0.82, 10.0), (0.3, 1.6, 0.83, 11.0)])
     assert curve.best_within(0.05) is None
     assert curve.best_within(0.25) == (0.2, 1.7, 0.82, 10.0) == curve.best_within(0.3)
+
+
+def test_export_records_the_data_the_run_started_on_not_what_the_folders_hold_now(
+    tmp_path, speech_dir, noise_dir, env
+) -> None:
+    speech, noise = tmp_path / "speech", tmp_path / "noise"
+    shutil.copytree(speech_dir, speech)
+    shutil.copytree(noise_dir, noise)
+    out = tmp_path / "run"
+    assert run(train_args(speech, noise, out, "--steps", "1", "--val-every", "1000"), env).returncode == 0
+    recorded = load_file(out / "last.pt")["data"]
+    shutil.rmtree(noise)  # the folders change after training: the sidecar still says what the run used
+    result = run_cli("export", out / "last.pt", "-o", tmp_path / "m.onnx")
+    assert result.code == 0, result.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["training"]["data"] == recorded
+    assert recorded["non_commercial"] is True
