@@ -32,16 +32,19 @@ GIL_SWITCH_S = 2e-4  # while a Loop runs, its JACK callbacks must not wait long 
 
 
 class JackServer:
-    """`jackd` with the dummy backend at `rate` Hz and `period` frames; stop() or use as a context manager."""
+    """`jackd` with the dummy backend at `rate` Hz and `period` frames; stop() or use as a context manager.
 
-    def __init__(self, rate: int = 48000, period: int = 256, name: str | None = None) -> None:
+    `sync`: the server runs synchronously (`jackd -S`): it waits for its clients within each cycle, so playback
+    is one period later than capture instead of two, at the price of an xrun whenever a client is late."""
+
+    def __init__(self, rate: int = 48000, period: int = 256, name: str | None = None, sync: bool = False) -> None:
         if shutil.which("jackd") is None:
             raise RuntimeError("jackd not found: install Debian's jackd2")
         self.name = name or f"rtd-{uuid.uuid4().hex[:8]}"
         self.rate, self.period = rate, period
         self.env = {**os.environ, "JACK_DEFAULT_SERVER": self.name}
         self._log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)
-        cmd = ["jackd", "-n", self.name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
+        cmd = ["jackd", "-n", self.name, *(["-S"] if sync else []), "-d", "dummy", "-r", str(rate), "-p", str(period)]
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self._wait_ready()
 

@@ -57,6 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hops-per-run", type=int, nargs="+", default=[1], help="`denoise live --hops-per-run` values")
     p.add_argument("--model", help="ONNX model file or shipped model name for live (default: default)")
     p.add_argument("--soak", type=float, metavar="SECONDS", help="one run of this length at the first period")
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="run jackd synchronously (-S): one period less playback latency, an xrun for any late client",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help=f"report folder (default {RESULTS})")
     p.set_defaults(run=run)
 
@@ -99,14 +104,21 @@ def loudest_second(reference: np.ndarray, rate: int) -> tuple[int, int]:
 
 
 def measure(
-    period: int, options: dict[str, int], seconds: float, rate: int, signal: np.ndarray, reference: np.ndarray
+    period: int,
+    options: dict[str, int],
+    seconds: float,
+    rate: int,
+    signal: np.ndarray,
+    reference: np.ndarray,
+    sync: bool = False,
 ) -> dict:
-    """One `denoise live` run through a fresh JACK dummy server; the delay of every repeat of `signal`."""
+    """One `denoise live` run through a fresh JACK dummy server (`sync`: a synchronous one); the delay of every
+    repeat of `signal`."""
     from benchmarks.alignment import measure_delay
     from benchmarks.jack_loop import JackServer, Loop
 
     n, max_lag = len(signal), rate // 10
-    with JackServer(rate, period) as server, tempfile.TemporaryDirectory(prefix="rtd-latency-") as scratch:
+    with JackServer(rate, period, sync=sync) as server, tempfile.TemporaryDirectory(prefix="rtd-latency-") as scratch:
         summary_path = Path(scratch) / "live.json"
         cmd = [sys.executable, "-m", "realtime.cli", "live", "--input", "system", "--output", "system"]
         cmd += ["--channel", "1", "--duration", str(seconds), "--json", str(summary_path)]
@@ -143,6 +155,7 @@ def measure(
     return {
         "period": period,
         "period_ms": period * ms,
+        "sync": sync,
         **options,
         "seconds": seconds,
         "delays": [{"t_s": round(t, 2), "frames": d} for t, d in delays],
@@ -174,10 +187,10 @@ def run(args: argparse.Namespace) -> int:
     reference = SignalProcessor(args.rate, 1, args.rate, settings).push(signal[:, None], last=True)[:, 0]
     threads = "live: engine, control and recorder threads SCHED_FIFO 1, onnxruntime intra-op 1"
     context = {"header": header(threads, model), "rate": args.rate}
-    suffix = "" if model == default_model_path() else f"-{model.stem}"  # reports per model
+    suffix = ("" if model == default_model_path() else f"-{model.stem}") + ("-sync" if args.sync else "")
     if args.soak:
         options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0], "model": str(model)}
-        result = measure(args.periods[0], options, args.soak, args.rate, signal, reference)
+        result = measure(args.periods[0], options, args.soak, args.rate, signal, reference, args.sync)
         document = {**context, "load_after": os.getloadavg(), "soak": result, "drift": drift(result)}
         write_soak(document, args.out / f"live-soak-{round(args.soak / 60)}min{suffix}")
     else:
@@ -185,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         rows = []
         for period, hops, headroom in itertools.product(args.periods, args.hops_per_run, args.headroom):
             options = {"headroom": headroom, "hops_per_run": hops, "model": str(model)}
-            rows.append(measure(period, options, args.seconds, args.rate, signal, reference))
+            rows.append(measure(period, options, args.seconds, args.rate, signal, reference, args.sync))
             print(table_row(rows[-1]), file=sys.stderr)
         document = {**context, "load_after": os.getloadavg(), "runs": rows}
         write_latency(document, args.out / f"latency{suffix}")
@@ -218,7 +231,8 @@ def table_row(r: dict) -> str:
     live = r["live"]
     lat, parts, comp = live["latency_ms"], live["latency_ms"]["buffering_parts"], live["compute_ms"]
     return (
-        f"| {r['period']} ({r['period_ms']:.2f} ms) | {r['hops_per_run']} | {r['headroom']} "
+        f"| {r['period']} ({r['period_ms']:.2f} ms{', sync' if r.get('sync') else ''}) | {r['hops_per_run']} "
+        f"| {r['headroom']} "
         f"| {span(r['measured_ms'])} ms | {lat['through']:.2f} ms "
         f"| {lat['algorithmic']:.2f} | {lat['buffering']:.2f} = {parts['ring']:.2f} / {parts['resampling']:.2f} / "
         f"{parts['engine']:.2f} | {lat['device']:.2f} / {r['device_jack_ms']:.2f} | **{r['total_jack_ms']:.2f}** "

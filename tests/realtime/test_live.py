@@ -377,6 +377,37 @@ def test_latency_is_back_to_normal_after_a_cpu_hog(
     assert all(abs(d - reported) <= PERIOD for d in delays[5:]), (delays, reported)
 
 
+def test_a_synchronous_server_plays_a_period_sooner_and_live_reports_it(noisy48: np.ndarray, tmp_path: Path) -> None:
+    """Under `jackd -S` the playback port's latency is one period less, and what the test hears back is as
+    late as live says, that period less."""
+    from benchmarks.latency import jack_port_latency
+
+    summary_path = tmp_path / "live.json"
+    signal_ = noisy48[: RATE * 2]
+    with JackServer(RATE, PERIOD, sync=True) as server:
+        proc = start_live(server, "--json", summary_path)
+        loop = Loop(server, signal_, len(signal_) + RATE // 5)
+        try:
+            loop.connect()
+            loop.play()
+            loop.wait_recorded(len(loop.recording))
+        finally:
+            loop.close()
+        ports = jack_port_latency(server)
+        proc.send_signal(signal.SIGINT)
+        code, err = finish(proc)
+    assert code == 0, err
+    assert ports == {"capture": PERIOD, "playback": PERIOD}  # asynchronous: playback 2 periods
+    summary = json.loads(summary_path.read_text())
+    delay = measure_delay(loop.recording, file_engine(signal_), RATE // 5)
+    # within half a period: a report that missed the server's mode would be a whole period off
+    assert abs(delay - summary["latency_frames"]) < PERIOD // 2, (delay, summary["latency_frames"])
+
+
+def file_engine(audio: np.ndarray) -> np.ndarray:
+    return SignalProcessor(RATE, 1, RATE, Settings()).push(audio[:, None], last=True)[:, 0]
+
+
 def test_a_vanishing_audio_server_ends_live_with_a_clear_message(tmp_path: Path) -> None:
     summary_path = tmp_path / "live.json"
     with JackServer(RATE, PERIOD) as server:

@@ -2,8 +2,9 @@
 through its PulseAudio server.
 
 Each server (Debian's pulseaudio on a private socket; pipewire, wireplumber and pipewire-pulse on a private
-runtime folder) has a null sink `mic` whose monitor stands in for the microphone; a test client plays into it and records from the virtual mic in lockstep, as a call program
-would, so what it hears can be timed against what it played.
+runtime folder) has a null sink `mic` whose monitor stands in for the microphone; a test client plays into it
+and records from the virtual mic in lockstep, as a call program would, so what it hears can be timed against
+what it played.
 """
 
 from __future__ import annotations
