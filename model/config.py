@@ -26,6 +26,17 @@ class FamilyConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def _positive(config: object, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+
+
+def _even_window(L: int) -> None:
+    if L < 2 or L % 2:
+        raise ValueError(f"L must be an even number of samples >= 2, got {L}")
+
+
 NORMS = ("cLN", "cumLN")
 
 
@@ -51,13 +62,10 @@ class TasNetConfig(FamilyConfig):
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:
-        if self.L < 2 or self.L % 2:
-            raise ValueError(f"L must be an even number of samples >= 2, got {self.L}")
+        _even_window(self.L)
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        for name in ("N", "B", "H", "X", "R", "sample_rate"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive")
+        _positive(self, "N", "B", "H", "X", "R", "sample_rate")
         if self.P < 2:
             raise ValueError(f"P (kernel size) must be at least 2, got {self.P}")
 
@@ -75,12 +83,6 @@ class TasNetConfig(FamilyConfig):
     def receptive_field(self) -> int:
         """How many past encoder frames the mask depends on."""
         return 1 + sum((self.P - 1) * d for d in self.dilations)
-
-
-def _positive(config: object, *names: str) -> None:
-    for name in names:
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,7 @@ class LSTMTasNetConfig(FamilyConfig):
 
     def __post_init__(self) -> None:
         _positive(self, "N", "H", "R", "sample_rate")
-        if self.L < 2 or self.L % 2:
-            raise ValueError(f"L must be an even number of samples >= 2, got {self.L}")
+        _even_window(self.L)
 
     @property
     def hop(self) -> int:

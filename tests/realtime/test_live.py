@@ -229,6 +229,18 @@ def test_live_device_problems_fail_cleanly(
     assert expected in stderr and len(stderr.strip().splitlines()) == 1
 
 
+def played_and_recorded(server: JackServer, audio: np.ndarray, frames: int) -> Loop:
+    """The test's client, after it has played `audio` to live and recorded `frames` of live's output."""
+    loop = Loop(server, audio, frames)
+    try:
+        loop.connect()
+        loop.play()
+        loop.wait_recorded(frames)
+    finally:
+        loop.close()
+    return loop
+
+
 def test_live_output_matches_the_file_engine_at_the_reported_latency(
     jack_server: JackServer, noisy48: np.ndarray, file_engine_output: np.ndarray, tmp_path: Path
 ) -> None:
@@ -237,13 +249,7 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     # Live runs until the test has played and recorded everything, however long connecting takes on a busy
     # machine (a fixed --duration once ended it before the last second of the signal had reached it).
     proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path)
-    loop = Loop(jack_server, noisy48, len(noisy48) + RATE // 5)
-    try:
-        loop.connect()
-        loop.play()
-        loop.wait_recorded(len(loop.recording))
-    finally:
-        loop.close()
+    loop = played_and_recorded(jack_server, noisy48, len(noisy48) + RATE // 5)
     proc.send_signal(signal.SIGINT)
     code, err = finish(proc)
     assert code == 0, err
@@ -327,13 +333,7 @@ def test_ctrl_c_stops_cleanly_with_complete_recordings(
 ) -> None:
     summary_path = tmp_path / "live.json"
     proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path / "rec", sigint=sigint)
-    loop = Loop(jack_server, noisy48, RATE)
-    try:
-        loop.connect()
-        loop.play()
-        loop.wait_recorded(RATE)
-    finally:
-        loop.close()
+    played_and_recorded(jack_server, noisy48, RATE)
     proc.send_signal(signal.SIGINT)
     code, err = finish(proc)
     assert code == 0, err
@@ -386,13 +386,7 @@ def test_a_synchronous_server_plays_a_period_sooner_and_live_reports_it(noisy48:
     signal_ = noisy48[: RATE * 2]
     with JackServer(RATE, PERIOD, sync=True) as server:
         proc = start_live(server, "--json", summary_path)
-        loop = Loop(server, signal_, len(signal_) + RATE // 5)
-        try:
-            loop.connect()
-            loop.play()
-            loop.wait_recorded(len(loop.recording))
-        finally:
-            loop.close()
+        loop = played_and_recorded(server, signal_, len(signal_) + RATE // 5)
         ports = jack_port_latency(server)
         proc.send_signal(signal.SIGINT)
         code, err = finish(proc)
