@@ -222,14 +222,15 @@ def drift(result: dict) -> dict[str, Any]:
 TABLE_HEAD = (
     "| period | hops/run | headroom | measured delay | reported (algo + buffering) | algorithmic "
     "| buffering: ring / resampling / engine | device: PortAudio / JACK ports | total (JACK device) "
-    "| compute p50 / p99 / max | RTF | xruns: all / own | server xruns |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| compute p50 / p99 / max | RTF | CPU (one core) | xruns: all / own | server xruns |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
 def table_row(r: dict) -> str:
     live = r["live"]
     lat, parts, comp = live["latency_ms"], live["latency_ms"]["buffering_parts"], live["compute_ms"]
+    cpu = f"{live['cpu_percent']:.0f} %" if "cpu_percent" in live else "-"  # reports from before it was recorded
     return (
         f"| {r['period']} ({r['period_ms']:.2f} ms{', sync' if r.get('sync') else ''}) | {r['hops_per_run']} "
         f"| {r['headroom']} "
@@ -237,6 +238,7 @@ def table_row(r: dict) -> str:
         f"| {lat['algorithmic']:.2f} | {lat['buffering']:.2f} = {parts['ring']:.2f} / {parts['resampling']:.2f} / "
         f"{parts['engine']:.2f} | {lat['device']:.2f} / {r['device_jack_ms']:.2f} | **{r['total_jack_ms']:.2f}** "
         f"| {comp['p50']:.2f} / {comp['p99']:.2f} / {comp['max']:.2f} ms | {live['rtf']:.2f} "
+        f"| {cpu} "
         f"| {live['xruns']['total']} / {r['own_xruns']} | {server_xruns(r)} |"
     )
 

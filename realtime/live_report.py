@@ -61,7 +61,14 @@ class Meter:
     def __init__(self, bridge: Bridge, device_latency_s: Callable[[], tuple[float, float]]) -> None:
         self.bridge = bridge
         self.device_latency_s = device_latency_s
-        self._last = self._totals()
+        self._last = self._first = self._totals()
+
+    @property
+    def cpu_percent(self) -> float:
+        """The process's CPU time since the start as a share of one core, as the status line shows it per update."""
+        now = self._totals()
+        wall = now[0] - self._first[0]
+        return 100 * (now[1] - self._first[1]) / wall if wall else 0.0
 
     @property
     def latency(self) -> dict[str, Any]:
@@ -127,6 +134,7 @@ def summary(bridge: Bridge, meter: Meter, seconds: float, extra: dict[str, Any])
         "latency_frames": bridge.latency_frames(),
         "compute_ms": {k: stats[k] for k in ("p50", "p99", "max")},
         "rtf": stats["rtf"],
+        "cpu_percent": meter.cpu_percent,
         "noise_removed_db": db(bridge.energy_in / bridge.energy_out) if bridge.energy_in and bridge.energy_out else 0.0,
         "realtime_priority": bridge.realtime,
         "record_dropped_frames": bridge.record_dropped,
