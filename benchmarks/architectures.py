@@ -20,6 +20,7 @@ from benchmarks.peers import Options, OursStreaming
 from benchmarks.peers.reference import NoisyInput, OracleIRM
 from benchmarks.report import cpu_model, header, shown, write_report
 from benchmarks.shape_race import RACE_SETUP, RUNS, SETS, Curve, budgets_of, curves_in, validation_table
+from realtime.errors import AudioError
 
 FAMILIES = SETS["families"]
 OUT = Path("benchmarks/results/architectures.md")
@@ -44,12 +45,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def export_best(run: Path) -> Path:
-    """The run's best.pt exported beside it (again only when the checkpoint is newer than the export)."""
-    from training.export import export
-
+    """The run's best.pt exported beside it (again only when the checkpoint is newer than the export; a clone
+    has the export, committed, and not the checkpoint)."""
     checkpoint, model = run / "best.pt", run / "best.onnx"
-    if not model.is_file() or model.stat().st_mtime < checkpoint.stat().st_mtime:
+    if checkpoint.is_file() and (not model.is_file() or model.stat().st_mtime < checkpoint.stat().st_mtime):
+        from training.export import export
+
         export(checkpoint, model)
+    if not model.is_file():
+        raise AudioError(f"{run}: neither best.pt nor best.onnx: train it first (bench shape-race run)")
     return model
 
 
