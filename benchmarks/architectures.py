@@ -185,6 +185,15 @@ def write_reports(document: dict, table: list[str], curves: dict[str, Curve], ou
             f"{entry['rtf']['32']:.3f} | {entry['rtf']['160']:.3f} | {_row(entry['dev'])} |"
         )
     lines += [f"| oracle IRM (upper bound) | | | | | | | | {_row(refs['oracle_irm'])} |", ""]
+    on_dev = max(families, key=lambda name: families[name]["dev"]["pesq_wb"])
+    winner = document["winner_at_common_budget"]
+    lines += [
+        f"Highest validation PESQ-WB at {document['budgets'][-1]:g} CPU hours: **{families[winner]['label']}** "
+        f"(algorithmic latency {families[winner]['algorithmic_latency_ms']:.1f} ms); highest dev PESQ-WB: "
+        f"**{families[on_dev]['label']}** ({families[on_dev]['dev']['pesq_wb']:.3f}, noisy input "
+        f"{refs['noisy']['pesq_wb']:.3f}).",
+        "",
+    ]
     path = out.with_suffix(".json")
     write_report(path, json.dumps(document, indent=2) + "\n")
     learning_curves(

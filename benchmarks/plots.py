@@ -130,7 +130,8 @@ def learning_curves(
         ax.plot([hours[-1]], [dev[name]], marker="*", markersize=12, color=line.get_color(), linestyle="none")
     for key, style in zip(("noisy", "oracle_irm"), (":", "--")):
         ax.axhline(references[key]["pesq_wb"], linestyle=style, color="grey")
-        ax.annotate(f"{key} (dev)", (0, references[key]["pesq_wb"]), fontsize=8, color="grey", va="bottom")
+        ax.text(0.01, references[key]["pesq_wb"], f"{key} (dev)", transform=ax.get_yaxis_transform(), fontsize=8,
+                color="grey", va="bottom")  # fmt: skip
     ax.set_xlabel("CPU hours of training (one thread)")
     ax.set_ylabel("PESQ-WB")
     ax.set_title("Validation PESQ-WB per CPU hour; stars: each run's best checkpoint on dev")
