@@ -152,16 +152,16 @@ def median_round(rounds: list[dict]) -> dict:
 
 
 def training_throughput(config: dict, steps: int) -> dict | None:
-    """Training speed (x real time) of a model of this shape (`TasNetConfig` fields), or None without torch."""
+    """Training speed (x real time) of a model of this config (a sidecar's `model_config`), or None without torch."""
     try:
         import torch
     except ImportError:
         return None
     from benchmarks.training_speed import steps_per_second
-    from model.config import TasNetConfig
+    from model.config import config_from_dict
 
     batch, seconds = 8, 2.0
-    rate = steps_per_second(TasNetConfig.from_dict(config), batch, seconds, steps)
+    rate = steps_per_second(config_from_dict(config), batch, seconds, steps)
     return {
         "x_realtime": rate * batch * seconds,
         "steps_per_hour": rate * 3600,

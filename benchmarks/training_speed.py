@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from benchmarks.report import write_section
-from model.config import TasNetConfig
+from model.config import FamilyConfig, TasNetConfig
 
 SHAPES = {
     "default L=64": TasNetConfig(),
@@ -26,7 +26,7 @@ SHAPES = {
 
 
 def steps_per_second(
-    config: TasNetConfig,
+    config: FamilyConfig,
     batch: int,
     seconds: float,
     steps: int,
@@ -37,11 +37,11 @@ def steps_per_second(
     """Optimiser steps per second, timed over `steps` steps after 3 warm-up steps."""
     import torch
 
-    from model.conv_tasnet import ConvTasNet
+    from model.families import build
     from training.losses import enhancement_loss
 
     torch.manual_seed(0)
-    model = ConvTasNet(config)
+    model = build(config)
     net = torch.compile(model) if compiled else model
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     n = int(seconds * config.sample_rate)
