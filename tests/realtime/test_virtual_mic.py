@@ -35,6 +35,10 @@ pytestmark = pytest.mark.live
 RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
 SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
+# Half-second windows that may differ beyond what live counts: the test's own client, which has no real-time
+# guarantee, now and then misses a write or read on a slow VM (seen on 1 or 2 of 26 windows, on both servers
+# and on main before the PipeWire tests, with no xrun, slip or drop of live's)
+CLIENT_GLITCHES = 2
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -115,7 +119,7 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     reported = summary["latency_ms"]["total"] / 1000 * RATE  # live's own path, its device streams included
     loop_own = float(np.median(loop.latencies)) * RATE  # the test client's buffers, in and out
     assert abs(delay - (reported + loop_own)) <= summary["block_size"], (delay, reported, loop_own)
-    assert_matches(heard, reference, delay, summary)
+    assert_matches(heard, reference, delay, summary, spare=CLIENT_GLITCHES)
 
 
 def assert_matches(
