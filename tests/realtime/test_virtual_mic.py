@@ -159,7 +159,7 @@ def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
     onset = len(speech) + pause
     for part in (slice(0, len(speech)), slice(onset, len(expected))):
         # spare: the window where the gate opens or closes (live's gate and the offline one see other hop phases)
-        assert_matches(heard, expected, delay, summary, part, spare=1)
+        assert_matches(heard, expected, delay, summary, part, spare=1 + CLIENT_GLITCHES)
     assert np.abs(np.diff(aligned)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
     assert summary["gate"]["closed_s"] > 1.0, summary["gate"]
 
