@@ -127,7 +127,8 @@ def assert_matches(
 ) -> None:
     """`heard` is `expected` delayed by `delay`, half-second window by window, each aligned on its own: where
     live dropped queued input (a device xrun it counts) the rest comes that much earlier, so a window across
-    a drop may not match, and only as many as live counted drops."""
+    a drop may not match: as many as live counted drops, `spare`, and CLIENT_GLITCHES of them; the median
+    window must match."""
     start, stop, _ = part.indices(len(expected))
     window, snrs = RATE // 2, []
     for a in range(start, stop - window + 1, window):
