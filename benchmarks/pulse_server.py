@@ -30,6 +30,9 @@ MIC = "mic"  # the null sink whose monitor is the test's microphone
 MIC_SOURCE = f"{MIC}.monitor"
 PLAY_BLOCKS = 30  # the test client's playback buffer, blocks
 LIVE_OUTPUT = "denoise live output"  # the name of live's stream into the virtual mic
+# SCHED_FIFO priority of the server's processes where permitted, above live's threads and the test client's, as
+# a desktop's sound server runs (rtkit): a server the normal scheduler preempts for them glitches both ways
+SERVER_PRIORITY = 10
 
 
 class PulseServer:
@@ -40,9 +43,11 @@ class PulseServer:
     def __init__(self, rate: int = 48000) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix=f"rtd-{self.kind}-{uuid.uuid4().hex[:6]}-"))
         self.processes: list[subprocess.Popen] = []  # started in order, stopped in reverse
+        self._realtime: list[subprocess.Popen] = []  # those that move audio
         try:
             self.process = self._start(rate)  # the one serving the PulseAudio protocol: stopping it loses the server
             self._wait_ready()
+            self._raise_priority()
             self._add_mic(rate)
         except BaseException:
             self.stop()
@@ -60,11 +65,23 @@ class PulseServer:
         if absent:
             raise RuntimeError(f"{', '.join(absent)} not found: install Debian's {self.kind} and pulseaudio-utils")
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, cmd: list[str], realtime: bool = False) -> subprocess.Popen:
         with open(self.folder / f"{name}.log", "ab") as log:
             process = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         self.processes.append(process)
+        if realtime:
+            self._realtime.append(process)
         return process
+
+    def _raise_priority(self) -> None:
+        """SERVER_PRIORITY for every thread of the server's audio processes, once they run (pulseaudio resets
+        its main thread's scheduling as it starts, and that thread moves the clients' data); threads they
+        start later inherit it. Left as they are where that is not permitted."""
+        if shutil.which("chrt") is None:
+            return
+        for process in self._realtime:
+            subprocess.run(["chrt", "--all-tasks", "--fifo", "--pid", str(SERVER_PRIORITY), str(process.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)  # fmt: skip
 
     def _start(self, rate: int) -> subprocess.Popen:
         self._needs("pulseaudio")
@@ -80,7 +97,7 @@ class PulseServer:
             "HOME": str(self.folder),  # its cookie and state, not the user's
         }
         cmd = ["pulseaudio", "-n", "-F", str(self.folder / "default.pa"), "--daemonize=no", "--exit-idle-time=-1"]
-        return self._spawn("pulseaudio", [*cmd, "--use-pid-file=no", "--log-target=stderr"])
+        return self._spawn("pulseaudio", [*cmd, "--use-pid-file=no", "--log-target=stderr"], realtime=True)
 
     def _add_mic(self, rate: int) -> None:
         """The null sink `mic` (pulseaudio loads it from its script)."""
@@ -140,10 +157,10 @@ class PipeWireServer(PulseServer):
         }
         bus = ["dbus-daemon", "--session", f"--address={self.env['DBUS_SESSION_BUS_ADDRESS']}", "--nofork"]
         self._spawn("dbus", [*bus, "--nopidfile"])
-        self._spawn("pipewire", ["pipewire"])
+        self._spawn("pipewire", ["pipewire"], realtime=True)
         self._wait_for(run / "pipewire-0")
         self._spawn("wireplumber", ["wireplumber"])
-        return self._spawn("pipewire-pulse", ["pipewire-pulse"])
+        return self._spawn("pipewire-pulse", ["pipewire-pulse"], realtime=True)
 
     def _wait_for(self, path: Path) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S

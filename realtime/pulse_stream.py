@@ -5,8 +5,8 @@ It offers the part of sounddevice's Stream that live uses (start, stop, close, a
 the same callback: a thread reads a block from the source, hands it to the callback and writes the
 callback's output to the sink. The two ends may run on different clocks (a sound card and a null sink, or
 two null sinks under load, differ by tens to hundreds of ppm): while input piles up, or the sink starves,
-the thread reads one frame more, or fewer, per block and stretches it onto the block (`slip`), so the
-latency stays where it settled instead of drifting until a drop. PortAudio reaches the server only through
+the thread reads one frame more, or fewer, per block and stretches it onto the block (`ClockFollower`), so
+the latency stays where it settled instead of drifting until a drop. PortAudio reaches the server only through
 ALSA's `pulse` device, whose duplex streams ran at about half speed on the machine this was written on.
 """
 
@@ -33,9 +33,12 @@ BYTES = 4  # float32 mono
 PLAYBACK_BLOCKS = 2  # the sink's target buffer, in blocks: one being played, one queued
 MAX_BACKLOG_BLOCKS = 4  # more input than this waiting in the source's stream at every check of ...
 PERSIST_CHECKS = 10  # ... this many in a row is dropped: latency stays bounded, and a burst passes untouched
-SLIP_MARGIN_BLOCKS = 0.5  # input waiting this much above its settled level at each of the last PERSIST_CHECKS ...
-SLIP_PLAYBACK_BLOCKS = 1.0  # ... checks, or output queued below this: each block to the next check slips a frame
 CHECK_BLOCKS = 10  # blocks between checks of the streams' latencies
+SLIP_WINDOW_S = 5.0  # the input backlog's floor is its least over this long: clocks 100 ppm apart move it 0.5 ms
+SLIP_MARGIN_BLOCKS = 2.0  # a floor this far above the settled one takes a frame more per block until it falls;
+SLIP_FALL_BLOCKS = 0.25  # one that has not fallen this much after a window of slipping is the server's own
+# latency moving (PipeWire's quantum follows its clients' requests), not input piling up
+SLIP_PLAYBACK_BLOCKS = 1.0  # output queued below this with no extra input waiting takes a frame fewer per block
 SETTLE_BLOCKS = 20  # start() waits for this many blocks in a row served on time ...
 SETTLE_TIMEOUT_S = 5.0  # ... or this long
 
@@ -137,17 +140,53 @@ class Connection:
         self._handle = None
 
 
-def slip(backlogs: collections.deque[float], settled: float, playback_blocks: float) -> int:
-    """Frames to take from the source per block beyond `block` until the next check, from the input backlogs
-    of the last checks (blocks, newest last), their settled level and the output queued now: +1 while input
-    has stayed SLIP_MARGIN_BLOCKS above that level at every one of the last PERSIST_CHECKS checks (the source's
-    clock runs faster than the sink's), -1 while the sink starves with no extra input waiting (the sink's runs
-    faster), else 0. One frame a block (0.1 to 0.2 % of speed, inaudible) outruns any clock difference."""
-    if len(backlogs) == backlogs.maxlen and min(backlogs) > settled + SLIP_MARGIN_BLOCKS:
-        return 1
-    if playback_blocks < SLIP_PLAYBACK_BLOCKS and backlogs and backlogs[-1] <= settled:
-        return -1
-    return 0
+class ClockFollower:
+    """How many frames to take from the source per block beyond one block, decided at each check from the
+    input backlog and the output queued (in blocks): the two ends may run on different clocks, whose difference
+    (tens to hundreds of ppm) moves the backlog's floor by a block in tens of seconds.
+
+    The floor is the least backlog over the last SLIP_WINDOW_S, so the server's bursts and this process's stalls
+    do not count; the settled floor is the lowest seen. A floor SLIP_MARGIN_BLOCKS above it (the source runs
+    fast) takes a frame more per block until it falls, unless it has not fallen by SLIP_FALL_BLOCKS after a
+    whole window of slipping: then the server's own latency rose, and that becomes the settled floor. A sink starving
+    with no extra input waiting (the sink runs fast) takes a frame fewer. One frame a block (0.1 to 0.2 % of
+    speed, inaudible) outruns any clock difference; on one clock nothing slips."""
+
+    def __init__(self, checks: int, block: int) -> None:
+        self.block = block
+        self.backlogs: collections.deque[float] = collections.deque(maxlen=checks)
+        self.settled: float | None = None
+        self._slipping: tuple[float, int] | None = None  # (the floor when slipping began, checks since)
+
+    def check(self, backlog: float, playback: float) -> int:
+        """The frames per block to slip until the next check (+1, -1 or 0)."""
+        self.backlogs.append(backlog)
+        if len(self.backlogs) < self.backlogs.maxlen:
+            return 0
+        floor = min(self.backlogs)
+        if self.settled is None or floor < self.settled:
+            self.settled = floor
+        if floor <= self.settled + SLIP_MARGIN_BLOCKS:
+            self._slipping = None
+        elif self._slipping is None:
+            self._slipping = (floor, 1)
+            return 1
+        else:
+            began, checks = self._slipping
+            if checks < self.backlogs.maxlen:
+                self._slipping = (began, checks + 1)
+            elif floor > began - SLIP_FALL_BLOCKS:
+                self.settled, self._slipping = floor, None
+                return 0
+            else:
+                self._slipping = (floor, 1)  # draining: watch the next window
+            return 1
+        return -1 if playback < SLIP_PLAYBACK_BLOCKS and backlog <= self.settled else 0
+
+    def restart(self) -> None:
+        """Forget the backlog's history (after input was dropped), keeping the settled floor."""
+        self.backlogs.clear()
+        self._slipping = None
 
 
 def stretch(frames: np.ndarray, length: int) -> np.ndarray:
@@ -188,13 +227,16 @@ class PulseStream:
         library()  # a missing library fails here
         self.rate, self.block, self.callback, self.priority = rate, block, callback, priority
         self.source, self.sink = source, sink
-        self.latency = (block / rate, PLAYBACK_BLOCKS * block / rate)  # seconds in, out: asked for, then measured
+        self._asked = (block / rate, PLAYBACK_BLOCKS * block / rate)  # seconds in, out
         self.failure: str | None = None
         self._record: Connection | None = None
         self._playback: Connection | None = None
         self._stop = False
         self._thread: threading.Thread | None = None
         self._backlogs: collections.deque[float] = collections.deque(maxlen=PERSIST_CHECKS)
+        checks = max(PERSIST_CHECKS, round(SLIP_WINDOW_S * rate / (block * CHECK_BLOCKS)))
+        self._clocks = ClockFollower(checks, block)
+        self._latencies: collections.deque[tuple[float, float]] = collections.deque(maxlen=checks)
         self.slipped = 0  # net frames taken from the source beyond one block per block (clock correction)
         self._connect()  # now, so that a missing source or sink is reported before anything starts
         self.close()
@@ -210,6 +252,16 @@ class PulseStream:
         except AudioError:
             self.close()
             raise
+
+    @property
+    def latency(self) -> tuple[float, float]:
+        """Seconds a sample waits in the source's stream and in the sink's: the medians over the last
+        SLIP_WINDOW_S as the server measured them (a single reading swings by a block or more with the server's
+        bursts), what was asked for before the first."""
+        measured = list(self._latencies)  # one step under the GIL: the stream's thread appends to it
+        if not measured:
+            return self._asked
+        return float(np.median([m[0] for m in measured])), float(np.median([m[1] for m in measured]))
 
     @property
     def active(self) -> bool:
@@ -228,15 +280,13 @@ class PulseStream:
         read = np.zeros((self.block + 1, 1), np.float32)
         outdata = np.zeros((self.block, 1), np.float32)
         blocks, status, frames = 0, _Status(), self.block
-        settled: float | None = None
         while not self._stop:
             if blocks % CHECK_BLOCKS == 0:
-                self.latency = (record.latency(), playback.latency())
-                status.input_overflow = self._bound_backlog(self.latency[0] * self.rate / self.block)
-                if settled is None and len(self._backlogs) == PERSIST_CHECKS:
-                    settled = float(np.median(self._backlogs))  # where the input backlog sits once running
-                if settled is not None:
-                    frames = self.block + slip(self._backlogs, settled, self.latency[1] * self.rate / self.block)
+                now = (record.latency(), playback.latency())
+                self._latencies.append(now)
+                backlog, queued = (seconds * self.rate / self.block for seconds in now)
+                status.input_overflow = self._bound_backlog(backlog)
+                frames = self.block + (0 if status.input_overflow else self._clocks.check(backlog, queued))
             blocks += 1
             self.slipped += frames - self.block
             if not record.read(read[:frames]):
@@ -276,6 +326,7 @@ class PulseStream:
             if not self._record.read(scratch):
                 break  # the loop's next read reports it
         self._backlogs.clear()
+        self._clocks.restart()
 
     def stop(self) -> None:
         self._stop = True

@@ -23,7 +23,6 @@ from helpers import finish
 
 from benchmarks.alignment import measure_delay, snr_db
 from benchmarks.pulse_server import SERVERS, PulseLoop, PulseServer, start_virtual_mic, wait_streaming
-from realtime import pulse_stream
 from realtime.audio_io import read_audio, resample
 from realtime.engine import Denoiser
 from realtime.files import Settings, SignalProcessor
@@ -35,10 +34,6 @@ pytestmark = pytest.mark.live
 RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
 SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
-# Share of half-second windows that may differ beyond what live counts: the test's own client, which has no
-# real-time guarantee, misses writes or reads on a slow VM (up to 4 of 26 windows seen, on both servers and on
-# main before the PipeWire tests, with no xrun, slip or drop of live's); the median window must still match
-CLIENT_GLITCHES = 0.2
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -118,8 +113,11 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     delay = measure_delay(heard, reference[:RATE], RATE)  # the first second: before any input was dropped
     reported = summary["latency_ms"]["total"] / 1000 * RATE  # live's own path, its device streams included
     loop_own = float(np.median(loop.latencies)) * RATE  # the test client's buffers, in and out
-    assert abs(delay - (reported + loop_own)) <= summary["block_size"], (delay, reported, loop_own)
-    assert_matches(heard, reference, delay, summary, spare=0)
+    # within a block, and the spread of the server's own readings of the client's latency (PipeWire's swing
+    # by about a quantum, 10 to 20 ms; PulseAudio's by a few ms)
+    spread = float(np.subtract(*np.percentile(loop.latencies, [95, 5]))) * RATE
+    assert abs(delay - (reported + loop_own)) <= summary["block_size"] + spread, (delay, reported, loop_own, spread)
+    assert_matches(heard, reference, delay, summary)
 
 
 def assert_matches(
@@ -127,8 +125,9 @@ def assert_matches(
 ) -> None:
     """`heard` is `expected` delayed by `delay`, half-second window by window, each aligned on its own: where
     live dropped queued input (a device xrun it counts) the rest comes that much earlier, so a window across
-    a drop may not match: as many as live counted drops, `spare`, and CLIENT_GLITCHES of them; the median
-    window must match."""
+    a drop may not match, and only as many as live counted drops. Both ends are on the server's one clock, so
+    live slips no frame to follow clocks (a slip stretches a block, which no alignment undoes)."""
+    assert summary["clock_slip_frames"] == 0, summary["clock_slip_frames"]
     start, stop, _ = part.indices(len(expected))
     window, snrs = RATE // 2, []
     for a in range(start, stop - window + 1, window):
@@ -136,8 +135,7 @@ def assert_matches(
         lag = low + measure_delay(heard[low:], expected[a : a + window], 2 * SHIFT)
         snrs.append(snr_db(expected[a : a + window], heard[lag : lag + window]))
     mismatched = sum(snr <= 15 for snr in snrs)
-    allowed = summary["xruns"]["device"] + spare + int(CLIENT_GLITCHES * len(snrs))
-    assert np.median(snrs) > 20 and mismatched <= allowed, (np.round(snrs, 1), summary["xruns"])
+    assert mismatched <= summary["xruns"]["device"] + spare, (np.round(snrs, 1), summary["xruns"])
 
 
 def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
@@ -243,27 +241,3 @@ def test_no_sound_server_is_a_one_line_error(tmp_path: Path) -> None:
     message = assert_clean_failure(run_cli("live", "--virtual-mic", "--duration", "1",
                                            env={"PULSE_SERVER": f"unix:{tmp_path / 'none'}"}))  # fmt: skip
     assert "pactl" in message, message
-
-
-def test_the_stream_slips_a_frame_per_block_only_while_the_clocks_pull_apart() -> None:
-    """A backlog that stays SLIP_MARGIN_BLOCKS above its settled level at every one of the last checks (the
-    source runs fast) takes a frame more per block; a sink starving with no extra input waiting (the sink runs
-    fast) one fewer; the settled level itself, a burst, or a history shorter than the checks, neither. The
-    stretched block keeps its ends."""
-    from collections import deque
-
-    checks = pulse_stream.PERSIST_CHECKS
-
-    def history(*levels: float) -> deque:
-        return deque(levels, maxlen=checks)
-
-    assert pulse_stream.slip(history(*[2.1] * checks), settled=1.5, playback_blocks=2.0) == 1
-    assert pulse_stream.slip(history(*[1.6] * checks), settled=1.5, playback_blocks=2.0) == 0
-    assert pulse_stream.slip(history(*[2.1] * (checks - 1), 1.5), settled=1.5, playback_blocks=2.0) == 0
-    assert pulse_stream.slip(history(2.1, 2.1, 2.1), settled=1.5, playback_blocks=2.0) == 0
-    assert pulse_stream.slip(history(1.4), settled=1.5, playback_blocks=0.5) == -1
-    assert pulse_stream.slip(history(2.5), settled=1.5, playback_blocks=0.5) == 0  # late, not slow: no slip
-    ramp = np.arange(481, dtype=np.float32)[:, None]
-    squeezed = pulse_stream.stretch(ramp, 480)
-    assert squeezed.shape == (480, 1) and squeezed[0, 0] == 0 and squeezed[-1, 0] == 480
-    assert np.all(np.diff(squeezed[:, 0]) > 1.0)  # a ramp stays a ramp, a little steeper
