@@ -133,7 +133,7 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
         "",
         f"Latency live reports: {lat['total']:.2f} ms = algorithmic {lat['algorithmic']:.2f} + buffering "
         f"{lat['buffering']:.2f} + device {lat['device']:.2f} (input {lat['device_parts']['input']:.2f}, output "
-        f"{lat['device_parts']['output']:.2f}, as measured by the server at the end).",
+        f"{lat['device_parts']['output']:.2f}, the medians of the server's readings over the last 5 s).",
         "",
         "Match with `denoise file`: the whole 10 s window aligned at one lag, and the median of its half-second "
         "pieces each aligned on its own (slipped frames shift the pieces after them by a frame each).",

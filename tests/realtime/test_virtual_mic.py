@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.live
 RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
 SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
+PATH_TRIES = 3  # runs through the virtual mic until one whose path through the server did not glitch
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -71,17 +73,31 @@ def streaming(server: PulseServer, proc: subprocess.Popen) -> None:
         pytest.fail(str(exc))
 
 
+@dataclass
+class Run:
+    """What one run through the virtual mic left: what the test client heard, the client itself, live's
+    summary, and what live recorded of its input and its output (`--record`)."""
+
+    heard: np.ndarray
+    loop: PulseLoop
+    summary: dict
+    given: np.ndarray
+    made: np.ndarray
+
+
 def through_virtual_mic(
     server: PulseServer,
     name: str,
     played: np.ndarray,
-    summary_path: Path,
+    folder: Path,
     *args: str,
     while_streaming: Callable[[], None] = lambda: None,
-) -> tuple[np.ndarray, PulseLoop, dict]:
+) -> Run:
     """Play `played` into `mic` through `denoise live --virtual-mic NAME ARGS` and record the virtual mic; live
-    is stopped with Ctrl-C after it. (what was heard, the test client, live's summary)"""
-    proc = start_live(server, name, "--duration", 120, "--json", summary_path, *args)
+    is stopped with Ctrl-C after it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    summary_path = folder / "live.json"
+    proc = start_live(server, name, "--duration", 120, "--json", summary_path, "--record", folder, *args)
     streaming(server, proc)
     while_streaming()
     loop = PulseLoop(server, name, RATE)
@@ -92,76 +108,124 @@ def through_virtual_mic(
         proc.send_signal(signal.SIGINT)
     code, err = finish(proc)
     assert code == 0, err
-    return heard, loop, json.loads(summary_path.read_text())
+    summary = json.loads(summary_path.read_text())
+    given, made = (read_audio(Path(p), mono=True)[0] for p in summary["recorded"])
+    return Run(heard, loop, summary, given, made)
+
+
+def window_snrs(got: np.ndarray, sent: np.ndarray, delay: int, part: slice = slice(None)) -> list[float]:
+    """How closely `got` carries `sent` delayed by `delay`, half-second window by window, each aligned on its own
+    within SHIFT of the one before (after a frame lost or repeated on the way the rest comes earlier or later).
+    A window with less than a hundredth of the median window's energy keeps the lag before it (too quiet to
+    align on), and one of digital silence is left out."""
+    start, stop, _ = part.indices(len(sent))
+    window = RATE // 2
+    starts = range(start, stop - window + 1, window)
+    energy = [float(np.sum(sent[a : a + window].astype(np.float64) ** 2)) for a in starts]
+    loud = 0.01 * float(np.median(energy))
+    snrs, lag = [], delay
+    for a, e in zip(starts, energy):
+        if e == 0.0:
+            continue
+        if e >= loud:
+            low = max(0, a + lag - SHIFT)
+            lag = low - a + measure_delay(got[low : low + window + 2 * SHIFT], sent[a : a + window], 2 * SHIFT)
+        snrs.append(snr_db(sent[a : a + window], got[a + lag : a + lag + window]))
+    return snrs
+
+
+def path_glitches(run: Run, played: np.ndarray, chain: Chain) -> tuple[int, list[str]]:
+    """Live made of its input exactly what its chain makes of it offline: asserted. Then whether the server
+    carried the rest: what the test client played reached live's input, and what live played reached the
+    client, unchanged (to 60 dB: PulseAudio's mixing rounds at 75-85 dB, PipeWire's not at all) in every
+    half-second window, but for live's counted drops and one window either way. (where `played` starts in
+    what live was given, a line for each way that glitched beyond that)"""
+    summary = run.summary
+    xruns = summary["xruns"]
+    assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
+    # both ends are on the server's one clock: live slips no frame to follow clocks
+    assert summary["clock_slip_frames"] == 0, summary["clock_slip_frames"]
+    begins = int(np.flatnonzero(run.given)[0] - np.flatnonzero(played)[0])  # the server's silence is exact zeros
+    expected = chain.process(run.given)
+    through = measure_delay(run.made[begins:], expected[begins : begins + RATE], RATE // 5)
+    stretch = slice(begins, min(begins + len(played), len(run.made) - through))
+    made = run.made[stretch.start + through : stretch.stop + through]
+    assert snr_db(expected[stretch], made) > 100, snr_db(expected[stretch], made)  # live's own work: exact
+    heard_at = measure_delay(run.heard, made[:RATE], RATE)
+    glitched = []
+    for way, got, sent, delay in (("in", run.given, played, begins), ("out", run.heard, made, heard_at)):
+        snrs = window_snrs(got, sent, delay)
+        if sum(snr <= 60 for snr in snrs) > xruns["device"] + 1:
+            glitched.append(f"{way}: {np.round(snrs).tolist()} dB, xruns {xruns}")
+    return begins, glitched
+
+
+def carried(
+    server: PulseServer, name: str, played: np.ndarray, folder: Path, make_chain: Callable[[], Chain], *args: str,
+    while_streaming: Callable[[], None] = lambda: None,
+) -> tuple[Run, int]:  # fmt: skip
+    """A run through the virtual mic whose path through the server did not glitch, and where `played` starts
+    in what live was given. On a 2-core VM the servers and the test client have no real-time guarantee: with
+    the servers at real-time priority, about one run in eight glitched on the server's path, one or two
+    windows of ten, while live's own recordings matched in all. Such a run plays again, up to PATH_TRIES runs;
+    live's side must hold in every one."""
+    failures = []
+    for attempt in range(PATH_TRIES):
+        run = through_virtual_mic(
+            server, name, played, folder / f"run{attempt}", *args, while_streaming=while_streaming
+        )
+        begins, glitched = path_glitches(run, played, make_chain())
+        if not glitched:
+            return run, begins
+        failures += glitched
+    pytest.fail(f"the server's path glitched in all {PATH_TRIES} runs: {failures}")
 
 
 def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     pulse: PulseServer, noisy48: np.ndarray, tmp_path: Path
 ) -> None:
-    summary_path = tmp_path / "live.json"
-
     def listed() -> None:
         devices = run_cli("devices", env=pulse.env)
         assert "virtual mic (sound-server source): rtd-carry" in devices.stdout, devices.stdout + devices.stderr
 
-    heard, loop, summary = through_virtual_mic(pulse, "rtd-carry", noisy48, summary_path, while_streaming=listed)
+    run, _ = carried(pulse, "rtd-carry", noisy48, tmp_path, lambda: Chain(Denoiser(block_size=32), RATE),
+                     while_streaming=listed)  # fmt: skip
+    summary = run.summary
     assert summary["virtual_mic"] == "rtd-carry"
-    xruns = summary["xruns"]
-    assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
-
     reference = SignalProcessor(RATE, 1, RATE, Settings()).push(noisy48[:, None], last=True)[:, 0]
-    delay = measure_delay(heard, reference[:RATE], RATE)  # the first second: before any input was dropped
+    delay = measure_delay(run.heard, reference[:RATE], RATE)  # the first second: before any input was dropped
     reported = summary["latency_ms"]["total"] / 1000 * RATE  # live's own path, its device streams included
-    loop_own = float(np.median(loop.latencies)) * RATE  # the test client's buffers, in and out
+    loop_own = float(np.median(run.loop.latencies)) * RATE  # the test client's buffers, in and out
     # within a block, and the spread of the server's own readings of the client's latency (PipeWire's swing
     # by about a quantum, 10 to 20 ms; PulseAudio's by a few ms)
-    spread = float(np.subtract(*np.percentile(loop.latencies, [95, 5]))) * RATE
+    spread = float(np.subtract(*np.percentile(run.loop.latencies, [95, 5]))) * RATE
     assert abs(delay - (reported + loop_own)) <= summary["block_size"] + spread, (delay, reported, loop_own, spread)
-    assert_matches(heard, reference, delay, summary)
-
-
-def assert_matches(
-    heard: np.ndarray, expected: np.ndarray, delay: int, summary: dict, part: slice = slice(None), spare: int = 0
-) -> None:
-    """`heard` is `expected` delayed by `delay`, half-second window by window, each aligned on its own: where
-    live dropped queued input (a device xrun it counts) the rest comes that much earlier, so a window across
-    a drop may not match, and only as many as live counted drops. Both ends are on the server's one clock, so
-    live slips no frame to follow clocks (a slip stretches a block, which no alignment undoes)."""
-    assert summary["clock_slip_frames"] == 0, summary["clock_slip_frames"]
-    start, stop, _ = part.indices(len(expected))
-    window, snrs = RATE // 2, []
-    for a in range(start, stop - window + 1, window):
-        low = max(0, a + delay - SHIFT)
-        lag = low + measure_delay(heard[low:], expected[a : a + window], 2 * SHIFT)
-        snrs.append(snr_db(expected[a : a + window], heard[lag : lag + window]))
-    mismatched = sum(snr <= 15 for snr in snrs)
-    assert mismatched <= summary["xruns"]["device"] + spare, (np.round(snrs, 1), summary["xruns"])
+    # and what the client heard is the file engine's denoised signal (live's chain frames its hops elsewhere)
+    assert np.median(window_snrs(run.heard, reference, delay)) > 20
 
 
 def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
     pulse: PulseServer, example_clean: Path, tmp_path: Path
 ) -> None:
-    """Speech, 1.5 s of digital silence, speech again: a call hears zeros in the pause once the hold and the
-    release are over, the speech on either side as live's chain makes it, and no step bigger than the speech's."""
+    """Speech, 1.5 s of digital silence, speech again: live makes of it what its chain with the gate makes
+    offline; a call hears zeros in the pause once the hold and the release are over, and live's output has no
+    step bigger than the speech's."""
     speech = resample(read_audio(example_clean, mono=True)[0], 16000, RATE)[: 2 * RATE]
     pause = int(1.5 * RATE)
     played = np.concatenate([speech, np.zeros(pause, np.float32), speech])
-    summary_path = tmp_path / "live.json"
-    heard, _, summary = through_virtual_mic(
-        pulse, "rtd-gate", played, summary_path, "--gate-db", "-50", "--gate-hold-ms", "200"
-    )
-    chain = Chain(Denoiser(block_size=32), RATE, gate=VoiceGate(-50, hold_ms=200))
-    expected = chain.process(played)  # what live's chain makes of it, gate included
-    delay = measure_delay(heard, expected[: len(speech)], RATE)
-    aligned = heard[delay : delay + len(expected)]
+
+    def gated() -> Chain:
+        return Chain(Denoiser(block_size=32), RATE, gate=VoiceGate(-50, hold_ms=200))
+
+    run, begins = carried(pulse, "rtd-gate", played, tmp_path, gated, "--gate-db", "-50", "--gate-hold-ms", "200")
+    expected = gated().process(played)
+    delay = measure_delay(run.heard, expected[: len(speech)], RATE)
+    aligned = run.heard[delay : delay + len(expected)]
     closed_from = len(speech) + int(0.2 * RATE) + int(0.05 * RATE)  # hold, then the 20 ms release and slack
     assert np.all(aligned[closed_from : len(speech) + pause] == 0.0), "the gate let the pause through"
-    onset = len(speech) + pause
-    for part in (slice(0, len(speech)), slice(onset, len(expected))):
-        # spare: the window where the gate opens or closes (live's gate and the offline one see other hop phases)
-        assert_matches(heard, expected, delay, summary, part, spare=1)
-    assert np.abs(np.diff(aligned)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
-    assert summary["gate"]["closed_s"] > 1.0, summary["gate"]
+    made = run.made[begins:]
+    assert np.abs(np.diff(made)).max() <= 1.5 * np.abs(np.diff(expected)).max(), "the gate clicked"
+    assert run.summary["gate"]["closed_s"] > 1.0, run.summary["gate"]
 
 
 @pytest.mark.parametrize("way", ["duration", "sigint", "sigterm", "bad model", "no such source"])
