@@ -31,7 +31,7 @@ PA_STREAM_PLAYBACK, PA_STREAM_RECORD = 1, 2
 PA_SAMPLE_FLOAT32LE = 5
 BYTES = 4  # float32 mono
 PLAYBACK_BLOCKS = 2  # the sink's target buffer, in blocks: one being played, one queued
-MAX_BACKLOG_BLOCKS = 4  # more input than this above the settled floor at every check of ...
+MAX_BACKLOG_BLOCKS = 4  # more input than this waiting in the source's stream at every check of ...
 PERSIST_CHECKS = 10  # ... this many in a row is dropped: latency stays bounded, and a burst passes untouched
 CHECK_BLOCKS = 10  # blocks between checks of the streams' latencies
 SLIP_WINDOW_S = 5.0  # the input backlog's floor is its least over this long: clocks 100 ppm apart move it 0.5 ms
@@ -305,19 +305,16 @@ class PulseStream:
         self._drop_input(self._record.latency() * self.rate / self.block)
 
     def _bound_backlog(self, queued: float) -> bool:
-        """`queued`: blocks waiting in the source's stream now. With more than MAX_BACKLOG_BLOCKS above the settled
-        floor at each of the last PERSIST_CHECKS checks (after a stall of this process, with a playback stream that
-        waits to refill, or a source faster than the clock following), read it down to one block above that floor;
-        True when it did, which the callback counts as a device xrun. (Counted from zero, a floor of 2 blocks
-        dropped input before the clock following began, twice in a 10-minute soak.) A backlog that drains by
-        itself (a burst of the source, the catching up after a stall) is left alone: dropping it would only shift
-        the stream earlier."""
+        """`queued`: blocks waiting in the source's stream now. With more than MAX_BACKLOG_BLOCKS at each of the
+        last PERSIST_CHECKS checks (after a stall of this process, with a playback stream that waits to refill, or
+        a source whose clock runs faster than the sink's), read it down to one block; True when it did, which the
+        callback counts as a device xrun. A backlog that drains by itself (a burst of the source, the catching up
+        after a stall) is left alone: dropping it would only shift the stream earlier."""
         self._backlogs.append(queued)
         least = min(self._backlogs)
-        floor = self._clocks.settled or 0.0  # the server's own part of the backlog, which no read drains
-        if len(self._backlogs) < PERSIST_CHECKS or least <= floor + MAX_BACKLOG_BLOCKS:
+        if len(self._backlogs) < PERSIST_CHECKS or least <= MAX_BACKLOG_BLOCKS:
             return False
-        self._drop_input(least - floor)
+        self._drop_input(least)
         return True
 
     def _drop_input(self, queued: float) -> None:
