@@ -152,8 +152,7 @@ class ClockFollower:
     with no extra input waiting (the sink runs fast) takes a frame fewer. One frame a block (0.1 to 0.2 % of
     speed, inaudible) outruns any clock difference; on one clock nothing slips."""
 
-    def __init__(self, checks: int, block: int) -> None:
-        self.block = block
+    def __init__(self, checks: int) -> None:
         self.backlogs: collections.deque[float] = collections.deque(maxlen=checks)
         self.settled: float | None = None
         self._slipping: tuple[float, int] | None = None  # (the floor when slipping began, checks since)
@@ -235,7 +234,7 @@ class PulseStream:
         self._thread: threading.Thread | None = None
         self._backlogs: collections.deque[float] = collections.deque(maxlen=PERSIST_CHECKS)
         checks = max(PERSIST_CHECKS, round(SLIP_WINDOW_S * rate / (block * CHECK_BLOCKS)))
-        self._clocks = ClockFollower(checks, block)
+        self._clocks = ClockFollower(checks)
         self._latencies: collections.deque[tuple[float, float]] = collections.deque(maxlen=checks)
         self.slipped = 0  # net frames taken from the source beyond one block per block (clock correction)
         self._connect()  # now, so that a missing source or sink is reported before anything starts

@@ -17,7 +17,7 @@ def follow(seconds: float, ppm: float = 0.0, step_at_s: float | None = None, ste
     up to 2.5 blocks (PipeWire's quantum at this block, as measured) and, from `step_at_s`, holds `step_blocks`
     more of its own latency that no read drains."""
     rng = np.random.default_rng(0)
-    clocks = ClockFollower(round(pulse_stream.SLIP_WINDOW_S * CHECKS_PER_S), BLOCK)
+    clocks = ClockFollower(round(pulse_stream.SLIP_WINDOW_S * CHECKS_PER_S))
     piled, decisions = 0.0, []
     for k in range(int(seconds * CHECKS_PER_S)):
         t = k / CHECKS_PER_S
@@ -48,7 +48,7 @@ def test_the_servers_own_latency_rising_is_taken_as_the_new_floor_after_a_window
 
 
 def test_a_starving_sink_with_no_extra_input_takes_a_frame_fewer() -> None:
-    clocks = ClockFollower(3, BLOCK)
+    clocks = ClockFollower(3)
     assert [clocks.check(1.0, playback=2.0) for _ in range(3)] == [0, 0, 0]
     assert clocks.check(1.0, playback=0.5) == -1
     assert clocks.check(2.0, playback=0.5) == 0  # late input, not a slow source: no slip

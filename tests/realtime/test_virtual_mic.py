@@ -113,14 +113,13 @@ def through_virtual_mic(
     return Run(heard, loop, summary, given, made)
 
 
-def window_snrs(got: np.ndarray, sent: np.ndarray, delay: int, part: slice = slice(None)) -> list[float]:
+def window_snrs(got: np.ndarray, sent: np.ndarray, delay: int) -> list[float]:
     """How closely `got` carries `sent` delayed by `delay`, half-second window by window, each aligned on its own
     within SHIFT of the one before (after a frame lost or repeated on the way the rest comes earlier or later).
     A window with less than a hundredth of the median window's energy keeps the lag before it (too quiet to
     align on), and one of digital silence is left out."""
-    start, stop, _ = part.indices(len(sent))
     window = RATE // 2
-    starts = range(start, stop - window + 1, window)
+    starts = range(0, len(sent) - window + 1, window)
     energy = [float(np.sum(sent[a : a + window].astype(np.float64) ** 2)) for a in starts]
     loud = 0.01 * float(np.median(energy))
     snrs, lag = [], delay
