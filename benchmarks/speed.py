@@ -4,9 +4,10 @@ Each system runs in a fresh process (so its peak memory is its own), one thread,
 block as a live stream would be; each `feed` is timed. The systems take turns for `--rounds` rounds and each
 block size reports its median round, so a slow spell of a shared machine falls on one round of one system
 rather than on the whole of it. Also: our model's parameters and MACs per second of
-audio, a profile of our engine at one hop per run (onnxruntime's kernel time by op type, session run against
-the rest of `feed`), and training throughput when torch is installed. The headline is issue 4's check: our
-engine against RNNoise (pyrnnoise, its resampling included) at 160-sample blocks, measured in the same run.
+audio, a profile of our engine at one hop per run (time in the model's runs against the rest of `feed`, for
+the compiled step and the ONNX graphs; onnxruntime's kernel time by op type), and training throughput when
+torch is installed. The headline is issue 4's check: our engine against RNNoise (pyrnnoise, its resampling
+included) at 160-sample blocks, measured in the same run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +36,9 @@ PROFILE_RUNS = 1000  # profiled model runs at one hop each (the profiler slows e
 HEADLINE_BLOCK, OURS, BASELINE = 160, "ours_stream", "rnnoise"
 STREAMING_KEYS = tuple(s.key for s in SYSTEMS if s.streaming)
 INPUT = default_model_path().parent / "example_noisy.flac"
+
+if TYPE_CHECKING:
+    from realtime.engine import Denoiser
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -80,16 +85,17 @@ def time_stream(system: System, audio: np.ndarray, block: int) -> dict[str, floa
 
 
 def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
-    """Where a one-hop feed's time goes: onnxruntime's profiler on the engine live uses (one hop per feed: the
-    one-hop graph where the model has short-run graphs) for PROFILE_RUNS feeds (kernel time by op type; the
-    profiler slows the kernels, so the shares say more than the sums), then the same engine unprofiled: time
-    in its runs (with the short-run graphs: with the ring's gather and store) against the rest of `feed`."""
+    """Where a one-hop feed's time goes (one hop per feed, as live runs): the default engine (the compiled
+    step where the model has it) unprofiled, time in its runs against the rest of `feed`; then the ONNX engine
+    (the one-hop graph where the model has short-run graphs) under onnxruntime's profiler for PROFILE_RUNS
+    feeds (kernel time by op type; the profiler slows the kernels, so the shares say more than the sums), and
+    unprofiled the same way."""
     from realtime.engine import Denoiser
 
     hop = load_model_info(model).hop
     hops = audio[: len(audio) // hop * hop].reshape(-1, hop)
     with tempfile.TemporaryDirectory(prefix="rtdenoise-profile-") as scratch:
-        profiled = Denoiser(model, block_size=hop, profile_prefix=str(Path(scratch) / "ours"))
+        profiled = Denoiser(model, block_size=hop, profile_prefix=str(Path(scratch) / "ours"), compiled=False)
         for chunk in np.resize(hops, (PROFILE_RUNS, hop)):
             profiled.feed(chunk)
         events = [e for path in profiled.runner.end_profiling() for e in json.loads(Path(path).read_text())]
@@ -99,26 +105,31 @@ def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             time_by_op[event["args"]["op_name"]] += event["dur"]
             nodes_by_op[event["args"]["op_name"]] += 1
-    engine = Denoiser(model, block_size=hop)
-    engine.feed(hops[: int(WARMUP_SECONDS * RATE) // hop].reshape(-1))
+    engines = {"default": Denoiser(model, block_size=hop), "onnx": Denoiser(model, block_size=hop, compiled=False)}
+    timed = {name: _feed_times(engine, hops) for name, engine in engines.items()}
+    return {
+        "hop": hop,
+        "runner": type(engines["default"].runner).__name__,
+        "graph": "short-run" if type(engines["onnx"].runner).__name__ == "RingRunner" else "main",
+        "runs": runs,
+        "ops": [
+            {"op": op, "nodes": nodes_by_op[op] // runs, "us_per_run": total / runs}
+            for op, total in time_by_op.most_common()
+        ],
+        **{f"{name}_{key}": value for name, times in timed.items() for key, value in times.items()},
+    }
+
+
+def _feed_times(engine: Denoiser, hops: np.ndarray) -> dict[str, float]:
+    """us per one-hop feed of `engine` (after a warm-up), in its model's runs and outside them."""
+    engine.feed(hops[: int(WARMUP_SECONDS * RATE) // len(hops[0])].reshape(-1))
     engine.compute_times.clear()
     start = time.perf_counter()
     for chunk in hops:
         engine.feed(chunk)
     feed_us = (time.perf_counter() - start) / len(hops) * 1e6
     run_us = sum(engine.compute_times) / len(hops) * 1e6
-    return {
-        "hop": hop,
-        "graph": "short-run" if type(engine.runner).__name__ == "RingRunner" else "main",
-        "runs": runs,
-        "ops": [
-            {"op": op, "nodes": nodes_by_op[op] // runs, "us_per_run": total / runs}
-            for op, total in time_by_op.most_common()
-        ],
-        "feed_us": feed_us,
-        "session_run_us": run_us,
-        "outside_run_us": feed_us - run_us,
-    }
+    return {"feed_us": feed_us, "run_us": run_us, "outside_run_us": feed_us - run_us}
 
 
 def _peak_mib() -> float:
@@ -274,16 +285,19 @@ def cost_ratios(systems: dict) -> str:
 def profile_markdown(profile: dict) -> list[str]:
     """The profile section of speed.md (see `profile_ours`)."""
     total = sum(row["us_per_run"] for row in profile["ops"])
+    names = {"StepRunner": "the compiled step", "RingRunner": "the short-run graphs"}
+    runner = names.get(profile["runner"], "the main graph")
     lines = [
         "",
         f"## Profile summary: our engine at one hop ({profile['hop']} samples) per run, as live runs it",
         "",
-        f"The model's {profile['graph']} graph. Unprofiled, one hop per `feed`: {profile['feed_us']:.0f} us per "
-        f"feed, {profile['session_run_us']:.0f} us of it in the model's runs, {profile['outside_run_us']:.0f} us in "
-        "the rest of `feed` (Python and numpy).",
+        f"Unprofiled, one hop per `feed`, the default engine ({runner}): {profile['default_feed_us']:.0f} us per "
+        f"feed, {profile['default_run_us']:.0f} us of it in the model's runs, {profile['default_outside_run_us']:.0f} "
+        f"us in the rest of `feed` (Python and numpy). The ONNX engine (the model's {profile['graph']} graph): "
+        f"{profile['onnx_feed_us']:.0f} us per feed, {profile['onnx_run_us']:.0f} us in its runs.",
         "",
-        f"onnxruntime's profiler, {profile['runs']} runs (it slows the kernels: read the shares, the sum is "
-        f"{total:.0f} us per run):",
+        f"onnxruntime's profiler on the ONNX engine, {profile['runs']} runs (it slows the kernels: read the shares, "
+        f"the sum is {total:.0f} us per run):",
         "",
         "| op type | nodes | kernel us per run (profiled) | share |",
         "|---|---|---|---|",

@@ -193,3 +193,48 @@ def stream_error(
         worst = max(worst, float(np.max(np.abs(out - ref.numpy()))))
         pos += k
     return worst, runs
+
+
+def step_arrays(model: ConvTasNet) -> dict[str, np.ndarray]:
+    """The short-run form's parameters as the compiled step takes them (`realtime.model_file.STEP_ARRAYS`):
+    RingStep's folded weights, each block's skip and residual convs side by side (the last block's residual
+    zeros), the decoder's two halves side by side, activations as per-channel slopes."""
+    s = RingStep(model, max_hops=1)
+    c = s.config
+    blocks = len(s.activations)
+
+    def slopes(activation: tuple[str, Tensor | float], channels: int) -> Tensor:
+        _, slope = activation
+        return torch.as_tensor(slope, dtype=torch.float32).reshape(-1).expand(channels)
+
+    def affine(norms: Sequence[ChannelNorm]) -> Tensor:
+        return torch.stack([torch.stack([n.gamma, n.beta]) for n in norms])
+
+    res = [getattr(s, name) for name in s.res_w] + [torch.zeros(c.H, c.B)]
+    skip = s.skip_w.reshape(blocks, c.H, c.B)
+    tensors = {
+        "encoder": s.encoder,
+        "norm0": torch.stack([s.bottleneck_norm.gamma, s.bottleneck_norm.beta]),
+        "bottleneck": s.bottleneck_w,
+        "bottleneck_b": s.bottleneck_b,
+        "in_w": torch.stack([getattr(s, name) for name in s.in_w]),
+        "in_b": torch.stack([getattr(s, name) for name in s.in_b]),
+        "slope1": torch.stack([slopes(a, c.H) for a, _ in s.activations]),
+        "norm1": affine(s.norms[0::2]),
+        "past_w": s.past_w.reshape(c.P - 1, blocks, c.H).transpose(0, 1),
+        "past_b": s.past_b.reshape(blocks, c.H),
+        "lags": torch.tensor(lags(c)),
+        "slope2": torch.stack([slopes(a, c.H) for _, a in s.activations]),
+        "norm2": affine(s.norms[1::2]),
+        "out_w": torch.cat([skip, torch.stack(res)], dim=2),
+        "skip_b": s.skip_b,
+        "mask_slope": slopes(s.mask_activation, c.B),
+        "mask_w": s.mask_w,
+        "mask_b": s.mask_b,
+        "decoder": torch.cat([s.decoder_now, s.decoder_next], dim=1),
+        "eps": torch.tensor([s.bottleneck_norm.eps, *(n.eps for n in s.norms)]),
+    }
+    return {
+        name: np.ascontiguousarray(t.detach().numpy().astype(np.int64 if name == "lags" else np.float32))
+        for name, t in tensors.items()
+    }

@@ -21,7 +21,6 @@ OPTIONAL_MODULES = {
     "matplotlib": "bench",
     "pesq": "eval",
     "pystoi": "eval",
-    "scipy": "eval",
     "speechmos": "dnsmos",
 }
 

@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 
 from realtime.model_file import load_model_info
-from realtime.runners import MAX_HOPS_PER_RUN, GraphRunner, RingRunner, Runner, open_session
+from realtime.runners import MAX_HOPS_PER_RUN, GraphRunner, RingRunner, Runner, StepRunner, open_session
 
 __all__ = ["MAX_HOPS_PER_RUN", "Denoiser", "open_session"]
 
@@ -34,8 +34,10 @@ class Denoiser:
     delayed input through (crossfaded over one block). `profile_prefix`: record onnxruntime's profile of the
     runs (`runner.end_profiling()` writes it).
 
-    A mono engine with a `block_size` that its model's short-run graphs cover (at most their longest run of
-    hops) runs through them (`RingRunner`); otherwise the main graph runs as many hops as each `feed` completes.
+    A mono engine with a `block_size` that its model's short-run form covers (at most its longest run of
+    hops) runs through the compiled step if the model has its weights (`StepRunner`; `compiled=False`: not),
+    else through the short-run graphs (`RingRunner`); otherwise the main graph runs as many hops as each
+    `feed` completes.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class Denoiser:
         dry: float = 0.0,
         atten_lim_db: float | None = None,
         profile_prefix: str | None = None,
+        compiled: bool = True,
     ) -> None:
         self.info = load_model_info(model_path)
         if channels < 1:
@@ -67,11 +70,13 @@ class Denoiser:
         self._last_flat = channels == 1
         self.nonfinite_blocks = 0
         ring = self.info.ring
-        short = (
-            ring is not None and channels == 1 and block_size is not None and block_size <= max(ring.graphs) * self.hop
-        )
-        runner = RingRunner if short else GraphRunner
-        self.runner: Runner = runner(self.info, channels, threads, profile_prefix)
+        short = ring is not None and channels == 1 and block_size is not None
+        if short and compiled and self.info.step is not None and block_size <= StepRunner.max_hops * self.hop:
+            self.runner: Runner = StepRunner(self.info, channels)
+        elif short and block_size <= max(ring.graphs) * self.hop:
+            self.runner = RingRunner(self.info, channels, threads, profile_prefix)
+        else:
+            self.runner = GraphRunner(self.info, channels, threads, profile_prefix)
         self.reset()
 
     @property

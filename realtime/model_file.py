@@ -15,20 +15,34 @@ run's (`activations`). Their inputs are `chunk` (1, k*hop), `enc`, `taps` (P-1, 
 outputs `enhanced`, `enc_out`, `activations` (k, blocks*H), `dec_out`. `taps[p, t, i*H:(i+1)*H]` is block
 i's part of the activations stored `lags[i][p]` frames before frame t of the run, zeros where that frame is
 in the run itself.
+
+The ring entry may also name a step file (`step`: `<stem>.step.npz`), the same short-run function's weights
+for `realtime.compiled_step`, which runs it without a graph. Its arrays, `STEP_ARRAYS` (blocks: the TCN's;
+N, B, H: its channels; norms as (2, C) gamma then beta):
+`encoder` (2*hop, N); `norm0` (2, N), `bottleneck` (N, B), `bottleneck_b` (B,); per block `in_w` (B, H),
+`in_b` (H,) and `slope1` (H,) (the conv in and its PReLU), `norm1` (2, H) (times the depthwise weight on the
+current frame), `past_w` (P-1, H) and `past_b` (H,) (the depthwise weights on the frames `lags` back, divided
+by that weight), `slope2`, `norm2`, `out_w` (H, 2B) (the skip conv, then the residual conv; the last
+block's residual zeros); `skip_b` (B,), `mask_slope` (B,), `mask_w` (B, N), `mask_b` (N,); `decoder` (N, 2*hop) (the
+frame's first hop, then the overlap added to the next); `eps` (1 + 2*blocks,), every norm's in order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from realtime.audio_io import atomic_output
 from realtime.errors import AudioError
@@ -40,6 +54,10 @@ DEFAULT_NAME = "default"
 CHUNK, ENHANCED = "chunk", "enhanced"  # the graph's audio input and output
 ENCODER_STATE, DECODER_TAIL = "enc", "dec"
 RING_TAPS, RING_ACTIVATIONS = "taps", "activations"  # the short-run graphs' past and present depthwise inputs
+STEP_ARRAYS = (
+    "encoder", "norm0", "bottleneck", "bottleneck_b", "in_w", "in_b", "slope1", "norm1", "past_w", "past_b", "lags",
+    "slope2", "norm2", "out_w", "skip_b", "mask_slope", "mask_w", "mask_b", "decoder", "eps",
+)  # fmt: skip
 
 
 def output_name(state: str) -> str:
@@ -58,6 +76,11 @@ def ring_graph_outputs() -> list[str]:
 def ring_graph_file(model_path: Path, max_hops: int) -> str:
     """The file name of the short-run graph for runs of up to `max_hops` hops, beside the main graph."""
     return f"{model_path.stem}.ring{max_hops}.onnx"
+
+
+def step_file(model_path: Path) -> str:
+    """The file name of the compiled step's weights, beside the main graph."""
+    return f"{model_path.stem}.step.npz"
 
 
 RING_GRAPH_NAME = re.compile(r".+\.ring\d+\.onnx")
@@ -98,9 +121,9 @@ def sidecar_path(model_path: Path) -> Path:
 @dataclass
 class Sidecar:
     """The sidecar document. `state` maps each state input, in graph order, to {"shape": ["batch", sizes...],
-    "meaning": ...}; `ring`, if any: {"lags", "channels", "graphs": [{"file", "max_hops"}...]} of the
-    short-run graphs (see the module's docstring); `training` and `scores` are free-form records (data,
-    licences, test scores)."""
+    "meaning": ...}; `ring`, if any: {"lags", "channels", "graphs": [{"file", "max_hops"}...], "step"?}
+    of the short-run graphs and the compiled step's weights (see the module's docstring); `training` and
+    `scores` are free-form records (data, licences, test scores)."""
 
     model_config: dict[str, Any]
     parameters: int
@@ -193,17 +216,19 @@ def _ring_entry(entry: dict[str, Any]) -> dict[str, Any]:
         "lags": [[int(n) for n in row] for row in entry["lags"]],
         "channels": int(entry["channels"]),
         "graphs": [{"file": str(g["file"]), "max_hops": int(g["max_hops"])} for g in entry["graphs"]],
+        **({"step": str(entry["step"])} if "step" in entry else {}),
     }
 
 
 @dataclass(frozen=True)
 class Ring:
     """A model's short-run graphs: each block's tap lags (frames back), channels H, and the graph for runs of
-    up to each `max_hops` hops."""
+    up to each `max_hops` hops; `step`: the compiled step's weights, if the model has them."""
 
     lags: list[list[int]]
     channels: int
     graphs: dict[int, Path]
+    step: Path | None = None
 
     @property
     def frames(self) -> int:
@@ -218,11 +243,13 @@ class Ring:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model file as the runtime sees it: its path, its sidecar, and the whole document for reports."""
+    """A model file as the runtime sees it: its path, its sidecar, the whole document for reports, and the
+    compiled step's arrays if it has them (read and checked with the sidecar)."""
 
     path: Path
     sidecar: Sidecar
     document: dict[str, Any]
+    step: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)  # `read_step`'s arrays
 
     @property
     def sample_rate(self) -> int:
@@ -252,7 +279,8 @@ class ModelInfo:
         if entry is None:
             return None
         graphs = {g["max_hops"]: self.path.parent / g["file"] for g in entry["graphs"]}
-        return Ring(entry["lags"], entry["channels"], graphs)
+        step = self.path.parent / entry["step"] if "step" in entry else None
+        return Ring(entry["lags"], entry["channels"], graphs, step)
 
 
 def load_model_info(model_path: str | os.PathLike | None = None) -> ModelInfo:
@@ -271,6 +299,9 @@ def load_model_info(model_path: str | os.PathLike | None = None) -> ModelInfo:
     problem = _layout_problem(info)
     if problem:
         raise AudioError(f"{side}: not a valid rtdenoise model sidecar ({problem})")
+    ring = info.ring
+    if ring is not None and ring.step is not None:
+        info = dataclasses.replace(info, step=read_step(ring.step, info.hop, ring.lags, ring.channels))
     return info
 
 
@@ -302,7 +333,7 @@ def _ring_problem(info: ModelInfo) -> str | None:
     if ring is None:
         return None
     files = [g["file"] for g in entry["graphs"]]
-    if not files or any(Path(f).name != f for f in files):
+    if not files or any(Path(f).name != f for f in [*files, entry.get("step", "")]):
         return f"ring graphs {files}: expected file names beside the model"
     if len(ring.graphs) != len(files) or min(ring.graphs) < 1:
         return f"ring graphs {entry['graphs']}: expected one graph per max_hops >= 1"
@@ -313,10 +344,38 @@ def _ring_problem(info: ModelInfo) -> str | None:
         return f"ring lags {ring.lags}: expected frame counts >= 1"
     if ring.frames * ring.width > MAX_STATE_VALUES:
         return f"the ring holds {ring.frames * ring.width:,} values per channel (at most {MAX_STATE_VALUES:,})"
-    missing = [path.name for path in ring.graphs.values() if not path.is_file()]
+    missing = [path.name for path in [*ring.graphs.values(), *filter(None, [ring.step])] if not path.is_file()]
     if missing:
         return f"its short-run graph {missing[0]} is missing"
     return None
+
+
+def read_step(path: Path, hop: int, lags: list[list[int]], channels: int) -> dict[str, np.ndarray]:
+    """The compiled step's arrays from `path` (`STEP_ARRAYS`, float32 but `lags`), checked against the model's
+    hop and ring (AudioError naming the file if they do not fit)."""
+    try:
+        with np.load(path) as arrays:
+            values = {name: np.ascontiguousarray(arrays[name]) for name in STEP_ARRAYS}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise AudioError(f"{path}: not a valid step file ({type(exc).__name__}: {exc})") from None
+    values = {name: v.astype(np.int64 if name == "lags" else np.float32, copy=False) for name, v in values.items()}
+    blocks, b, h = values["in_w"].shape if values["in_w"].ndim == 3 else (0, 0, 0)
+    n = values["encoder"].shape[1] if values["encoder"].ndim == 2 else 0
+    wanted = {
+        "encoder": (2 * hop, n), "norm0": (2, n), "bottleneck": (n, b), "bottleneck_b": (b,),
+        "in_w": (blocks, b, h), "in_b": (blocks, h), "slope1": (blocks, h), "norm1": (blocks, 2, h),
+        "past_w": (blocks, len(lags[0]), h), "past_b": (blocks, h), "lags": (blocks, len(lags[0])),
+        "slope2": (blocks, h), "norm2": (blocks, 2, h), "out_w": (blocks, h, 2 * b), "skip_b": (b,),
+        "mask_slope": (b,), "mask_w": (b, n), "mask_b": (n,), "decoder": (n, 2 * hop), "eps": (1 + 2 * blocks,),
+    }  # fmt: skip
+    wrong = [f"{k} has shape {values[k].shape}, expected {s}" for k, s in wanted.items() if values[k].shape != s]
+    if wrong:
+        raise AudioError(f"{path}: not a valid step file ({wrong[0]})")
+    if values["lags"].tolist() != lags or h != channels:
+        raise AudioError(
+            f"{path}: its lags {values['lags'].tolist()} and {h} channels differ from the sidecar's {lags}, {channels}"
+        )
+    return values
 
 
 def check_graph(

@@ -4,7 +4,9 @@ stream's state kept from run to run without allocating. No torch.
 - `GraphRunner`: the main graph, any number of hops per run, the whole state passed in and out.
 - `RingRunner`: the short-run graphs (see `realtime.model_file`), one channel, runs of up to their
   `max_hops` hops, each block's past depthwise inputs kept here in a ring and only the taps the run needs
-  passed in: what live runs, at a fraction of the main graph's cost per run.
+  passed in: a fraction of the main graph's cost per run.
+- `StepRunner`: the same short-run function compiled (`realtime.compiled_step`), one call per run, no graph:
+  what live runs when the model has its weights, at a fraction of the short-run graphs' cost.
 
 Both bind the session to preallocated arrays (IO binding), and alternate two sets of state arrays run by
 run: a run reads one set and writes the other, so the state the next run reads is complete even when a
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from realtime import compiled_step
 from realtime.errors import AudioError
 from realtime.model_file import (
     CHUNK,
@@ -255,3 +258,46 @@ class RingRunner(Runner):
 
     def _sessions(self) -> list[ort.InferenceSession]:
         return list(self.sessions.values())
+
+
+class StepRunner(Runner):
+    """The compiled step (`realtime.compiled_step`), one channel, runs of up to its `MAX_HOPS` hops: the
+    ring of past depthwise inputs lives here; a run writes only its own ring rows and the other state set,
+    and `_commit` moves the ring's position on."""
+
+    max_hops = compiled_step.MAX_HOPS
+
+    def __init__(self, info: ModelInfo, channels: int) -> None:
+        super().__init__(info, channels)
+        if info.step is None or channels != 1:
+            raise ValueError("the compiled step needs a model with its weights, and one channel")
+        self.weights = compiled_step.StepWeights(**info.step)
+        self._ring = np.zeros((self.weights.ring_frames, self.weights.width), np.float32)
+        self._scratch = self.weights.scratch()
+        self._out = np.zeros(self.max_hops * self.hop, np.float32)
+        self._position = 0
+        self._hops = 0  # of the last run
+        self._states = [
+            {name: np.zeros([1, *info.state_shapes[name][1:]], np.float32) for name in (ENCODER_STATE, DECODER_TAIL)}
+            for _ in range(2)
+        ]
+
+    def _run(self, piece: np.ndarray) -> np.ndarray:
+        now, new = self._states[self._slot], self._states[1 - self._slot]
+        out = self._out[: len(piece)]
+        self._hops = len(piece) // self.hop
+        compiled_step.run(
+            np.ascontiguousarray(piece[:, 0]), out, now[ENCODER_STATE][0], new[ENCODER_STATE][0],
+            now[DECODER_TAIL][0], new[DECODER_TAIL][0], self._ring, self._position, *self._scratch, *self.weights,
+        )  # fmt: skip
+        return out[None]
+
+    def _commit(self) -> None:
+        super()._commit()
+        self._position = (self._position + self._hops) % len(self._ring)
+
+    def state_arrays(self) -> list[np.ndarray]:
+        return [*super().state_arrays(), self._ring]
+
+    def _sessions(self) -> list[ort.InferenceSession]:
+        return []

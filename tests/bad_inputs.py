@@ -441,7 +441,8 @@ def _unknown_format(root: Path) -> Case:
 
 
 def _model(root: Path, onnx: bytes | None, sidecar: bool) -> Path:
-    """`model.onnx` (these bytes, or none), with the shipped sidecar and short-run graphs beside it if `sidecar`."""
+    """`model.onnx` (these bytes, or none), with the shipped sidecar, short-run graphs and step beside it if
+    `sidecar`."""
     model = root / "model.onnx"
     if onnx is not None:
         model.write_bytes(onnx)
@@ -451,19 +452,23 @@ def _model(root: Path, onnx: bytes | None, sidecar: bool) -> Path:
             shipped = default_model_path().with_name(graph["file"])
             graph["file"] = f"model.ring{graph['max_hops']}.onnx"
             (root / graph["file"]).write_bytes(shipped.read_bytes())
+        (root / "model.step.npz").write_bytes(default_model_path().with_name(doc["ring"]["step"]).read_bytes())
+        doc["ring"]["step"] = "model.step.npz"
         model.with_suffix(".json").write_text(json.dumps(doc))
     return model
 
 
-def _sidecar_changed(change: Callable[[dict], object], says: tuple[str, ...]) -> Callable[[Path], Case]:
-    """The shipped model with its sidecar edited by `change`."""
+def _sidecar_changed(
+    change: Callable[[dict], object], says: tuple[str, ...], blamed: str = "model.json"
+) -> Callable[[Path], Case]:
+    """The shipped model with its sidecar edited by `change`; the error names the `blamed` file."""
 
     def build(root: Path) -> Case:
         model = _model(root, default_model_path().read_bytes(), sidecar=True)
         doc = json.loads(model.with_suffix(".json").read_text())
         change(doc)
         model.with_suffix(".json").write_text(json.dumps(doc))
-        return file_fails(root, sound(root), 2, ("model.json", *says), "--model", str(model))
+        return file_fails(root, sound(root), 2, (blamed, *says), "--model", str(model))
 
     return build
 
@@ -471,6 +476,13 @@ def _sidecar_changed(change: Callable[[dict], object], says: tuple[str, ...]) ->
 def _corrupted_model(root: Path) -> Case:
     model = _model(root, default_model_path().read_bytes()[:3000], sidecar=True)
     return file_fails(root, sound(root), 2, ("model.onnx", "cannot load the model"), "--model", str(model))
+
+
+def _corrupted_step(root: Path) -> Case:
+    model = _model(root, default_model_path().read_bytes(), sidecar=True)
+    step = root / "model.step.npz"
+    step.write_bytes(step.read_bytes()[:3000])
+    return file_fails(root, sound(root), 2, ("model.step.npz", "not a valid step file"), "--model", str(model))
 
 
 def _missing_model(root: Path) -> Case:
@@ -776,6 +788,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: disk full while writing": _disk_full,
     "file: unknown output format": _unknown_format,
     "file: corrupted model file": _corrupted_model,
+    "file: corrupted step file of the model": _corrupted_step,
     "file: missing model file": _missing_model,
     "file: model without its sidecar JSON": _model_without_sidecar,
     "file: sidecar with a state shape reversed": _sidecar_changed(
@@ -791,6 +804,14 @@ CASES: dict[str, Callable[[Path], Case]] = {
     ),
     "file: sidecar naming a missing short-run graph": _sidecar_changed(
         lambda d: d["ring"]["graphs"][0].update(file="gone.onnx"), ("short-run graph gone.onnx is missing",)
+    ),
+    "file: sidecar naming a missing step file": _sidecar_changed(
+        lambda d: d["ring"].update(step="gone.npz"), ("short-run graph gone.npz is missing",)
+    ),
+    "file: sidecar whose ring lags do not match its step file": _sidecar_changed(
+        lambda d: d["ring"]["lags"].__setitem__(0, [3, 1]),
+        ("its lags", "differ from the sidecar's [[3, 1], [4, 2]"),
+        blamed="model.step.npz",
     ),
     "file: sidecar with ring taps of unequal counts": _sidecar_changed(
         lambda d: d["ring"]["lags"].__setitem__(0, [1]), ("ring lags",)

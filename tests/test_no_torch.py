@@ -14,8 +14,9 @@ import pytest
 import realtime
 
 RUNTIME = Path(realtime.__file__).parent
-NOT_IN_THE_RUNTIME = ("torch", "pesq", "pystoi", "scipy")  # pesq needs a C compiler to install
-RUNTIME_REQUIREMENTS = {"numpy", "onnxruntime", "sounddevice", "soundfile", "soxr", "tqdm"}
+NOT_IN_THE_RUNTIME = ("torch", "pesq", "pystoi")  # pesq needs a C compiler to install
+# numba compiles live's step, whose matrix products go to BLAS through scipy (both install from wheels)
+RUNTIME_REQUIREMENTS = {"numba", "numpy", "onnxruntime", "scipy", "sounddevice", "soundfile", "soxr", "tqdm"}
 
 
 def imports_of(package: Path, top_level: set[str]) -> list[str]:

@@ -1,5 +1,6 @@
 """Export a checkpoint of any model family to ONNX with its streaming state as explicit inputs/outputs, verify
-it against torch with onnxruntime, and write the JSON sidecar (and, for a Conv-TasNet, its short-run graphs)."""
+it against torch with onnxruntime, and write the JSON sidecar (and, for a Conv-TasNet, its short-run graphs and
+the compiled step's weights)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from torch import Tensor, nn
 from model.config import TasNetConfig, config_from_dict
 from model.conv_tasnet import ConvTasNet
 from model.families import build
-from model.ring_step import RingStep, lags, stream_error
+from model.ring_step import RingStep, lags, step_arrays, stream_error
 from model.streaming import Streaming
+from realtime import compiled_step
 from realtime.audio_io import atomic_output
 from realtime.model_file import (
     CHUNK,
@@ -27,10 +29,12 @@ from realtime.model_file import (
     RING_TAPS,
     Sidecar,
     output_name,
+    read_step,
     ring_graph_file,
     ring_graph_inputs,
     ring_graph_outputs,
     sidecar_path,
+    step_file,
 )
 from training.checkpoint import load_file
 from training.config import TrainConfig
@@ -105,6 +109,31 @@ def verify_ring(model: ConvTasNet, onnx_path: Path, max_hops: int, frames: int =
     return stream_error(model, step, max_hops, frames)[0]
 
 
+def verify_step(model: ConvTasNet, path: Path, frames: int = 600, seed: int = 0) -> float:
+    """Max abs difference between the compiled step on the weights in `path`, run in random runs of 1 to its
+    `MAX_HOPS` hops, and torch streaming (long enough to wrap its ring for the default model)."""
+    c = model.config
+    weights = compiled_step.StepWeights(**read_step(path, c.hop, lags(c), c.H))
+    rng = np.random.default_rng(seed)
+    audio = (rng.standard_normal(frames * c.hop) * 0.1).astype(np.float32)
+    ring = np.zeros((weights.ring_frames, weights.width), np.float32)
+    scratch = weights.scratch()
+    enc, dec = np.zeros((2, c.hop), np.float32), np.zeros((2, c.hop), np.float32)
+    state = model.initial_state(1)
+    worst, pos = 0.0, 0
+    while pos < frames:
+        k = min(int(rng.integers(1, compiled_step.MAX_HOPS + 1)), frames - pos)
+        chunk = audio[pos * c.hop : (pos + k) * c.hop]
+        out = np.empty_like(chunk)
+        compiled_step.run(chunk, out, enc[0], enc[1], dec[0], dec[1], ring, pos % len(ring), *scratch, *weights)
+        enc, dec = enc[::-1].copy(), dec[::-1].copy()
+        with torch.no_grad():
+            ref, state = model.forward_stream(torch.from_numpy(chunk)[None], state)
+        worst = max(worst, float(np.max(np.abs(out - ref.numpy()[0]))))
+        pos += k
+    return worst
+
+
 def _export_ring_graph(model: ConvTasNet, path: Path, max_hops: int) -> None:
     c = model.config
     hops = min(2, max_hops)
@@ -158,6 +187,11 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             k: outputs.enter_context(atomic_output(output.with_name(ring_graph_file(output, k)), protect=(checkpoint,)))
             for k in rings
         }
+        tmp_step = (
+            outputs.enter_context(atomic_output(output.with_name(step_file(output)), protect=(checkpoint,)))
+            if rings
+            else None
+        )
         spec = model.state_spec()
         names = [s.name for s in spec]
         example = (torch.zeros(1, 4 * config.hop), *(torch.zeros(1, *s.shape) for s in spec))
@@ -190,6 +224,15 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
                     "not written"
                 )
             error = max(error, ring_error)
+        if tmp_step is not None:
+            with open(tmp_step, "wb") as file:
+                np.savez(file, **step_arrays(model))
+            step_error = verify_step(model, tmp_step)
+            if not step_error <= TOLERANCE:
+                raise ExportError(
+                    f"{output}: its compiled step differs from torch by {step_error:.2e} (> {TOLERANCE:g}); not written"
+                )
+            error = max(error, step_error)
         train_cfg = TrainConfig.from_dict(payload.get("train_config", {}))
         sidecar = Sidecar(
             model_config=config.to_dict(),
@@ -217,6 +260,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
                 "lags": lags(config),
                 "channels": config.H,
                 "graphs": [{"file": ring_graph_file(output, k), "max_hops": k} for k in rings],
+                "step": step_file(output),
             }
             if rings
             else None,

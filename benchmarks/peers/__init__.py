@@ -6,7 +6,7 @@ from benchmarks.peers.base import Options, Stream, System
 from benchmarks.peers.deepfilternet import DeepFilterNet3
 from benchmarks.peers.dtln import Dtln
 from benchmarks.peers.gtcrn import Gtcrn
-from benchmarks.peers.ours import OursStreaming, OursTorch
+from benchmarks.peers.ours import OursGraphs, OursStreaming, OursTorch
 from benchmarks.peers.reference import NoisyInput, OracleIRM
 from benchmarks.peers.rnnoise import RNNoise
 from benchmarks.peers.spectral_gating import SpectralGating
@@ -22,14 +22,19 @@ SYSTEMS: tuple[type[System], ...] = (
     Dtln,
     Gtcrn,
     OursTorch,
+    OursGraphs,
     OursStreaming,
 )
 KEYS = tuple(s.key for s in SYSTEMS)
 
 
 def select(keys: list[str] | None, options: Options, streaming_only: bool = False) -> list[System]:
-    """The named systems (default: all), in report order."""
-    return [s(options) for s in SYSTEMS if (keys is None or s.key in keys) and (s.streaming or not streaming_only)]
+    """The named systems (default: all that run by default), in report order."""
+    return [
+        s(options)
+        for s in SYSTEMS
+        if (s.key in keys if keys is not None else s.by_default) and (s.streaming or not streaming_only)
+    ]
 
 
 def triage(systems: list[System]) -> tuple[list[System], dict[str, str]]:

@@ -43,6 +43,7 @@ class System:
     key: str  # command-line name
     label: str  # name in tables and plots
     streaming = False
+    by_default = True  # in a benchmark run that names no systems (the speed benchmark runs every streaming one)
     package: str | None = None  # import name of the pip package it needs
     files: tuple[str, ...] = ()  # files it needs under the peers folder
 

@@ -1,4 +1,5 @@
-"""Our model: streaming through the torch-free ONNX engine, and offline through torch from the checkpoint."""
+"""Our model: streaming through the torch-free engine (its compiled step, or its ONNX short-run graphs), and
+offline through torch from the checkpoint."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ if TYPE_CHECKING:
 
 
 class OursStreaming(System):
-    """The shipped engine (`realtime.engine.Denoiser`), one thread, fed like a live stream."""
+    """The shipped engine (`realtime.engine.Denoiser`), one thread, fed like a live stream: short blocks run
+    through the compiled step where the model has its weights."""
 
-    key, label = "ours_stream", "ours, streaming (ONNX engine)"
+    key, label = "ours_stream", "ours, streaming (engine)"
     streaming = True
+    compiled = True
 
     def load(self) -> None:
         self.engines: dict[int, Denoiser] = {}
@@ -29,7 +32,7 @@ class OursStreaming(System):
         from realtime.engine import Denoiser
 
         if block not in self.engines:
-            self.engines[block] = Denoiser(self.options.model, block_size=block, threads=1)
+            self.engines[block] = Denoiser(self.options.model, block_size=block, threads=1, compiled=self.compiled)
         engine = self.engines[block]
         engine.reset()
         return engine
@@ -38,6 +41,15 @@ class OursStreaming(System):
         info = load_model_info(self.options.model)
         dims = {name: [1, *shape[1:]] for name, shape in info.state_shapes.items()}
         return onnx_macs(info.path, {CHUNK: [1, info.hop], **dims}) * info.sample_rate / info.hop
+
+
+class OursGraphs(OursStreaming):
+    """The same engine with the compiled step left out: short blocks through the ONNX short-run graphs (for
+    speed; its output equals the compiled step's, so quality runs it only when named)."""
+
+    key, label = "ours_graphs", "ours, streaming (ONNX short-run graphs)"
+    compiled = False
+    by_default = False
 
 
 class OursTorch(System):

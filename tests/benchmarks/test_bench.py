@@ -268,8 +268,8 @@ def test_bench_quality_without_data_says_what_to_give(tmp_path: Path) -> None:
 def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
     out = tmp_path / "results"
     result = run_cli(
-        "bench", "speed", "--seconds", "1.5", "--blocks", "32", "160", "--systems", "ours_stream", "rnnoise",
-        "--train-steps", "0", "--rounds", "3", "--out", out,
+        "bench", "speed", "--seconds", "1.5", "--blocks", "32", "160", "--systems", "ours_stream", "ours_graphs",
+        "rnnoise", "--train-steps", "0", "--rounds", "3", "--out", out,
     )  # fmt: skip
     assert result.code == 0, result.stderr
     report = json.loads((out / "speed.json").read_text())
@@ -282,7 +282,8 @@ def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
     assert all(row["p50_ms"] <= row["p99_ms"] <= row["max_ms"] for row in ours["blocks"])
     assert report["model"]["parameters"] > 0 and report["model"]["training"] is None
     markdown = (out / "speed.md").read_text()
-    assert "Command: `denoise bench speed" in markdown and "| ours, streaming (ONNX engine) |" in markdown
+    assert "Command: `denoise bench speed" in markdown and "| ours, streaming (engine) |" in markdown
+    assert "| ours, streaming (ONNX short-run graphs) |" in markdown
     assert ("our engine RTF" in markdown) == ("rnnoise" in report["systems"])
     if "rnnoise" in report["systems"]:
         assert (
@@ -290,9 +291,10 @@ def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
             and "ours / DTLN at 160-sample blocks: not measured" in markdown
         )
     profile = ours["profile"]
-    assert profile["runs"] > 0 and profile["graph"] == "short-run"  # the shipped model has them: live runs them
+    assert profile["runner"] == "StepRunner"  # the shipped model has the compiled step: live runs it
+    assert profile["runs"] > 0 and profile["graph"] == "short-run"  # what the ONNX engine runs, profiled
     assert {"Gemm", "LayerNormalization"} <= {row["op"] for row in profile["ops"]}
-    assert 0 < profile["session_run_us"] < profile["feed_us"]
+    assert all(0 < profile[f"{name}_run_us"] < profile[f"{name}_feed_us"] for name in ("default", "onnx"))
     assert "## Profile summary" in markdown and "| LayerNormalization |" in markdown
     assert_png(out / "plots" / "speed_rtf_vs_block.png")
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from realtime.compiled_step import MAX_HOPS
 from realtime.engine import MAX_HOPS_PER_RUN, Denoiser, open_session
 from realtime.errors import AudioError
 
@@ -80,23 +81,57 @@ def test_bound_runs_equal_plain_session_runs(noisy, model_path, tmp_path) -> Non
         assert np.max(np.abs(engine.feed(block) - np.clip(np.concatenate(expected), -1, 1))) <= 1e-6
 
 
+RUNS = [1, 2, 1, 1, 3, 8, 5, 2, 1, 20, 7, 300, 4, 64, 65, 63] * 3  # hops per feed
+
+
+def _largest_difference(one: Denoiser, other: Denoiser, noisy: np.ndarray) -> float:
+    """The largest difference between two engines fed the same `RUNS` of `noisy` (looped; the ring wrapped
+    several times)."""
+    noisy = np.resize(noisy, sum(RUNS) * one.hop)
+    pos, worst = 0, 0.0
+    for k in RUNS:
+        block = noisy[pos : pos + k * one.hop]
+        pos += k * one.hop
+        worst = max(worst, float(np.max(np.abs(one.feed(block) - other.feed(block)))))
+    assert pos > 3 * (one.info.ring.frames + MAX_HOPS) * one.hop
+    return worst
+
+
 def test_the_short_run_graphs_equal_the_main_graph(noisy, model_path, tmp_path) -> None:
-    """A mono engine with blocks its short-run graphs cover runs through them, its past kept in the engine's
-    ring (wrapped several times here, 256 frames at the default model): single hops through the one-hop graph,
-    runs of 2 to 8 through the 8-hop one, longer feeds split into runs of 8."""
+    """A mono engine with blocks its short-run graphs cover runs through them (`compiled=False`), its past kept
+    in the engine's ring (wrapped several times here, 256 frames at the default model): single hops through the
+    one-hop graph, runs of 2 to 8 through the 8-hop one, longer feeds split into runs of 8."""
     hop = Denoiser(model_path).hop
-    short = Denoiser(model_path, block_size=hop)
+    short = Denoiser(model_path, block_size=hop, compiled=False)
     main = Denoiser(_without_ring(model_path, tmp_path, keep_files=False), block_size=hop)
     assert type(short.runner).__name__ == "RingRunner" and type(main.runner).__name__ == "GraphRunner"
     assert type(Denoiser(model_path, channels=2, block_size=hop).runner).__name__ == "GraphRunner"  # mono only
-    pos, worst = 0, 0.0
-    for k in [1, 2, 1, 1, 3, 8, 5, 2, 1, 20, 7, 300, 4] * 3:
-        block = noisy[pos : pos + k * hop]
-        pos += k * hop
-        worst = max(worst, float(np.max(np.abs(short.feed(block) - main.feed(block)))))
-    assert pos > 3 * short.info.ring.frames * hop
-    assert worst <= 1e-5
+    assert _largest_difference(short, main, noisy) <= 1e-5
     assert set(short.runner._runs) >= {k * hop for k in (1, 2, 3, 5, 7, 8)}  # every run length was used
+
+
+def test_the_compiled_step_equals_the_graphs(noisy, model_path, tmp_path) -> None:
+    """A mono engine with a model that has the compiled step's weights runs through it by default: runs of 1
+    to 64 hops in one call, longer feeds split; it equals the main graph and the short-run graphs on the same
+    feeds, across several wraps of its ring."""
+    hop = Denoiser(model_path).hop
+    compiled = Denoiser(model_path, block_size=hop)
+    assert type(compiled.runner).__name__ == "StepRunner"
+    main = Denoiser(_without_ring(model_path, tmp_path, keep_files=False), block_size=hop)
+    assert _largest_difference(compiled, main, noisy) <= 1e-5
+    compiled.reset()
+    assert _largest_difference(compiled, Denoiser(model_path, block_size=hop, compiled=False), noisy) <= 1e-5
+
+
+def test_the_compiled_step_gives_silence_and_starts_afresh_after_an_overflow(noisy, model_path) -> None:
+    """Input that overflows the model's arithmetic (finite, but far out of range) gives silence rather than
+    inf or NaN, and the stream afterwards equals a fresh one."""
+    engine = Denoiser(model_path, block_size=32)
+    fresh = Denoiser(model_path, block_size=32)
+    engine.feed(noisy[:3200])
+    assert not np.any(engine.feed(np.full(32, 3e38, np.float32)))
+    assert type(engine.runner).__name__ == "StepRunner"
+    np.testing.assert_allclose(engine.feed(noisy[:3200]), fresh.feed(noisy[:3200]), atol=0)
 
 
 def _without_ring(model_path, folder, keep_files: bool):
@@ -110,6 +145,7 @@ def _without_ring(model_path, folder, keep_files: bool):
     if keep_files:
         for graph in doc["ring"]["graphs"]:
             graph["file"] = f"m.ring{graph['max_hops']}.onnx"
+        doc["ring"]["step"] = "m.step.npz"
     else:
         del doc["ring"]
     (folder / "m.json").write_text(json.dumps(doc))

@@ -234,14 +234,18 @@ def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir
     assert doc["algorithmic_latency_ms"] == 1000 * doc["delay"] / 16000 == 1000 * (16 - 8) / 16000  # L - hop
     assert [g["file"] for g in doc["ring"]["graphs"]] == ["tiny.ring1.onnx", "tiny.ring8.onnx"]
     assert all((tmp_path / g["file"]).is_file() for g in doc["ring"]["graphs"])
+    assert doc["ring"]["step"] == "tiny.step.npz" and (tmp_path / "tiny.step.npz").is_file()
     assert doc["ring"]["lags"] == [[2, 1], [4, 2]]  # (P-1-p)*d frames back, P = 3
     engine = Denoiser(onnx_path)
+    assert type(Denoiser(onnx_path, block_size=800).runner).__name__ == "GraphRunner"
     assert engine.latency == 8 + 7  # L - hop, plus hop - 1 for any block size
     assert np.isfinite(engine.feed(np.zeros(100, np.float32))).all()
     x = np.random.default_rng(0).standard_normal(800).astype(np.float32) * 0.1
-    by_hop, whole = Denoiser(onnx_path, block_size=8), Denoiser(onnx_path, block_size=800)
-    assert type(by_hop.runner).__name__ == "RingRunner" and type(whole.runner).__name__ == "GraphRunner"
-    assert np.max(np.abs(np.concatenate([by_hop.feed(x[i : i + 8]) for i in range(0, 800, 8)]) - whole.feed(x))) <= 1e-4
+    whole = Denoiser(onnx_path, block_size=800).feed(x)
+    for compiled, runner in ((True, "StepRunner"), (False, "RingRunner")):
+        by_hop = Denoiser(onnx_path, block_size=8, compiled=compiled)
+        assert type(by_hop.runner).__name__ == runner
+        assert np.max(np.abs(np.concatenate([by_hop.feed(x[i : i + 8]) for i in range(0, 800, 8)]) - whole)) <= 1e-4
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,169 @@
+"""The short-run step compiled to machine code (numba): runs of 1 to `MAX_HOPS` hops of a Conv-TasNet, one
+channel, in one call. No torch.
+
+onnxruntime spends about a microsecond per graph node and run; the short-run graph has ~120 nodes for ~0.4 M
+multiply-adds per hop, so at live's one hop per run the fixed cost is most of the time. Here the whole step,
+all blocks and norms, is one native call over the weights of `<stem>.step.npz` (the arrays and their
+meaning: `realtime.model_file`). It computes what the short-run graphs compute, to float32
+rounding; `realtime.runners.StepRunner` runs it, and the tests hold it to the ONNX graphs.
+
+The past of each block's depthwise conv sits in a ring of `lags.max() + MAX_HOPS` frames (row f mod R holds
+frame f), so a run can store its own frames before reading its taps without overwriting any frame a tap
+still reads; a run writes only its own rows and new `enc`/`dec` arrays, so the state it read stays whole
+until the caller commits.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+MAX_HOPS = 64  # hops per call: longer runs are split by the caller (bounds the ring and the scratch)
+_FLAGS = {"contract", "reassoc", "arcp", "nsz"}  # vectorised sums; no assumptions about NaN or inf
+_jit = numba.njit(cache=True, fastmath=_FLAGS, boundscheck=False, nogil=True)
+
+
+class StepWeights(NamedTuple):
+    """The step's arrays, in the order `run` takes them (`realtime.model_file.STEP_ARRAYS`, as `read_step`
+    checks and returns them)."""
+
+    encoder: np.ndarray
+    norm0: np.ndarray
+    bottleneck: np.ndarray
+    bottleneck_b: np.ndarray
+    in_w: np.ndarray
+    in_b: np.ndarray
+    slope1: np.ndarray
+    norm1: np.ndarray
+    past_w: np.ndarray
+    past_b: np.ndarray
+    lags: np.ndarray
+    slope2: np.ndarray
+    norm2: np.ndarray
+    out_w: np.ndarray
+    skip_b: np.ndarray
+    mask_slope: np.ndarray
+    mask_w: np.ndarray
+    mask_b: np.ndarray
+    decoder: np.ndarray
+    eps: np.ndarray
+
+    @property
+    def hop(self) -> int:
+        return self.encoder.shape[0] // 2
+
+    @property
+    def ring_frames(self) -> int:
+        return int(self.lags.max()) + MAX_HOPS
+
+    @property
+    def width(self) -> int:
+        return self.in_w.shape[0] * self.in_w.shape[2]
+
+    def scratch(self) -> tuple[np.ndarray, ...]:
+        """The work arrays `run` takes after the state, a row per frame (no allocation per call): the frames
+        (then the decoded frames), their encodings (then normalised), the skip sum, the residual path, three
+        of a block's activations, the mask, and a block's skip and residual outputs side by side."""
+        frames, n = self.encoder.shape
+        b, h = self.bottleneck.shape[1], self.in_w.shape[2]
+        return tuple(np.zeros((MAX_HOPS, size), np.float32) for size in (frames, n, n, b, b, h, h, h, n, 2 * b))
+
+
+@_jit
+def _norm(k, x, gamma_beta, eps, out):  # noqa: ANN001, ANN202 (numba)
+    """Each of the first `k` rows of `x` normalised over its channels (a layer norm), scaled and shifted."""
+    n = x.shape[1]
+    for t in range(k):
+        mean = 0.0
+        for j in range(n):
+            mean += x[t, j]
+        mean /= n
+        var = 0.0
+        for j in range(n):
+            d = x[t, j] - mean
+            var += d * d
+        scale = 1.0 / np.sqrt(var / n + eps)
+        for j in range(n):
+            out[t, j] = (x[t, j] - mean) * scale * gamma_beta[0, j] + gamma_beta[1, j]
+
+
+@_jit
+def _bias_leaky(k, x, bias, slope):  # noqa: ANN001, ANN202
+    """The first `k` rows of `x` plus `bias`, then a per-channel leaky ReLU (PReLU), in place."""
+    for t in range(k):
+        for j in range(x.shape[1]):
+            v = x[t, j] + bias[j]
+            x[t, j] = v if v >= 0.0 else v * slope[j]
+
+
+@_jit
+def run(  # noqa: ANN001, ANN201, PLR0913, PLR0915
+    chunk, out, enc, enc_out, dec, dec_out, ring, position,
+    frame, w, wn, skip, x, hh, y, z, mask, wide,
+    encoder, norm0, bottleneck, bottleneck_b, in_w, in_b, slope1, norm1, past_w, past_b, lags, slope2, norm2,
+    out_w, skip_b, mask_slope, mask_w, mask_b, decoder, eps,
+):  # fmt: skip
+    """Denoise `chunk` (k*hop,) into `out` (k*hop,), k <= MAX_HOPS, from the state `enc`, `dec` (hop,) and the
+    ring as of frame `position`; writes the new `enc_out`, `dec_out` and the run's ring rows. `frame` ...
+    `wide`: `StepWeights.scratch()`. The matrix products go to BLAS (`np.dot`), which runs these small ones
+    several times faster than a compiled loop."""
+    hop = enc.shape[0]
+    k = chunk.shape[0] // hop
+    n = encoder.shape[1]
+    b, h = in_w.shape[1], in_w.shape[2]
+    blocks, taps = lags.shape
+    rows = ring.shape[0]
+    for t in range(k):  # frame t: the hop before and hop t
+        for j in range(hop):
+            frame[t, j] = enc[j] if t == 0 else chunk[(t - 1) * hop + j]
+            frame[t, hop + j] = chunk[t * hop + j]
+    np.dot(frame[:k], encoder, w[:k])
+    for t in range(k):
+        for j in range(n):
+            w[t, j] = max(w[t, j], 0.0)
+    _norm(k, w, norm0, eps[0], wn)
+    np.dot(wn[:k], bottleneck, x[:k])
+    for t in range(k):
+        for j in range(b):
+            skip[t, j] = skip_b[j]
+            x[t, j] += bottleneck_b[j]
+    for i in range(blocks):
+        np.dot(x[:k], in_w[i], hh[:k])
+        _bias_leaky(k, hh, in_b[i], slope1[i])
+        _norm(k, hh, norm1[i], eps[1 + 2 * i], y)  # the depthwise input, times the conv's weight on this frame
+        base = i * h
+        for t in range(k):
+            r = (position + t) % rows
+            for j in range(h):
+                ring[r, base + j] = y[t, j]
+        for t in range(k):
+            for j in range(h):
+                z[t, j] = y[t, j]
+            for p in range(taps):
+                r = (position + t - lags[i, p]) % rows
+                for j in range(h):
+                    z[t, j] += past_w[i, p, j] * ring[r, base + j]
+        _bias_leaky(k, z, past_b[i], slope2[i])
+        _norm(k, z, norm2[i], eps[2 + 2 * i], hh)
+        np.dot(hh[:k], out_w[i], wide[:k])  # the skip and residual convs at once
+        for t in range(k):
+            for j in range(b):
+                skip[t, j] += wide[t, j]
+                x[t, j] += wide[t, b + j]
+    for t in range(k):
+        for j in range(b):
+            if skip[t, j] < 0.0:
+                skip[t, j] *= mask_slope[j]
+    np.dot(skip[:k], mask_w, mask[:k])
+    for t in range(k):
+        for j in range(n):
+            mask[t, j] = w[t, j] / (1.0 + np.exp(-(mask[t, j] + mask_b[j])))
+    np.dot(mask[:k], decoder, frame[:k])  # the decoded frames, over the input frames
+    for t in range(k):  # overlap-add: each frame's first hop plus the previous frame's second
+        for j in range(hop):
+            out[t * hop + j] = (dec[j] if t == 0 else frame[t - 1, hop + j]) + frame[t, j]
+    for j in range(hop):
+        enc_out[j] = chunk[(k - 1) * hop + j]
+        dec_out[j] = frame[k - 1, hop + j]
