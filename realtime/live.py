@@ -1,8 +1,11 @@
 """The real-time core of `denoise live`: an allocation-free audio callback and an engine worker thread.
 
 The callback only moves samples: device input (one channel or a downmix) into `in_ring`, `out_ring`
-into every output channel, both optionally into recording rings, then wakes the worker through a pipe.
-The worker resamples to the model rate, runs the engine on whole hops and resamples back.
+into every output channel, both optionally into recording rings, then wakes the worker through a pipe
+once `in_ring` holds enough for the next model run (or after an xrun). The worker resamples to the model
+rate, runs the engine on whole hops and resamples back. Until a run's input is complete the worker would
+produce no output, so waking it only then changes nothing but the number of wake-ups (at 64-frame periods
+at 48 kHz, two in three).
 
 Constant latency. `out_ring` starts with `prefill` frames of silence: the fewest with which a worker
 that has processed everything up to the previous callback never leaves the callback short (see
@@ -74,6 +77,11 @@ class Chain:
         at_model_rate = self.down.output_count(inputs) if self.down else inputs
         done = at_model_rate // self.run * self.run
         return self.up.output_count(done) if self.up else done
+
+    def input_needed(self) -> int:
+        """Device frames more before the next model run (until then `process` returns nothing)."""
+        short = self.run - len(self._pending)  # model-rate samples the next run lacks
+        return self.down.inputs_for(short) if self.down else short
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Denoise the next device-rate samples (1-D); returns the device-rate samples now ready."""
@@ -158,6 +166,7 @@ class Bridge:
         self._work = np.zeros((capacity, 1), np.float32)  # worker scratch
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self.wake_frames = 1  # input frames in `in_ring` at which the callback wakes the worker (worker's)
         self.callbacks = self.frames = self.device_xruns = self.record_dropped = 0
         self.odd_blocks = 0  # callbacks of another size than `block` (the prefill assumes `block`)
         self.underruns = self.underrun_frames = self.overruns = self.overrun_frames = 0
@@ -184,7 +193,8 @@ class Bridge:
             np.add.reduce(indata, axis=1, keepdims=True, out=source)  # (np.mean allocates a temporary)
             source *= 1.0 / indata.shape[1]
         stored = self.in_ring.write(source)
-        if stored < frames:
+        xrun = stored < frames
+        if xrun:
             self.overruns += 1
             self.overrun_frames += frames - stored
         play = self._play[:frames]
@@ -196,6 +206,7 @@ class Bridge:
             play[got:] = 0.0
             self.underruns += 1
             self.underrun_frames += frames - got
+            xrun = True
         outdata[:] = play
         if self.record_in is not None and self.record_out is not None:
             kept = self.record_in.write(source) + self.record_out.write(play)
@@ -204,10 +215,11 @@ class Bridge:
         self.frames += frames
         if frames != self.block:
             self.odd_blocks += 1
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:  # the worker has a wake-up pending already
-            pass
+        if xrun or self.in_ring.available() >= self.wake_frames:
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:  # the worker has a wake-up pending already
+                pass
 
     # -- worker thread ---------------------------------------------------------------------------------
     def start(self, priority: int = 0) -> None:
@@ -230,7 +242,16 @@ class Bridge:
             self.service()
 
     def service(self) -> None:
-        """Undo xruns, then denoise everything the callback has delivered."""
+        """Undo xruns, then denoise everything the callback has delivered, until what remains is short of a
+        run. Setting `wake_frames` before looking at the ring again closes the race with a callback that
+        delivers in between: either this sees its input, or it sees the new `wake_frames`."""
+        while True:
+            self._serve()
+            self.wake_frames = max(self.chain.input_needed(), 1)
+            if self.in_ring.available() < self.wake_frames:
+                return
+
+    def _serve(self) -> None:
         self._correct()
         n = self.in_ring.read_into(self._work)
         if n:

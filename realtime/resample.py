@@ -55,6 +55,11 @@ class Resampler:
         """How many output samples a stream has produced once it has consumed `inputs` samples."""
         return -(-inputs * self.up // self.down)
 
+    def inputs_for(self, outputs: int) -> int:
+        """How many more input samples the stream needs before it has produced `outputs` more (>= 0)."""
+        target = self._outputs + outputs  # output_count(n) >= target  <=>  n * up > (target - 1) * down
+        return max((target - 1) * self.down // self.up + 1 - self._inputs, 0) if outputs > 0 else 0
+
     def process(self, x: np.ndarray) -> np.ndarray:
         """The next output samples for the next input chunk (1-D float32)."""
         x = np.asarray(x, np.float32)

@@ -115,6 +115,31 @@ def test_worker_one_block_behind_never_underruns_and_delay_is_as_reported(block:
     assert np.argmax(np.abs(y)) - 30000 == bridge.latency_frames()
 
 
+@pytest.mark.parametrize("block", [64, 100, 256])
+def test_the_callback_wakes_the_worker_only_for_a_whole_run_and_the_output_is_the_same(block: int) -> None:
+    """Served only when the callback woke it, the worker makes the same output as one served after every
+    callback, with no xrun; at 64-frame blocks (48 kHz into 32-sample hops) two callbacks in three wake it."""
+    x = (np.random.default_rng(1).standard_normal(RATE // 2) * 0.1).astype(np.float32)
+    every = Bridge(Chain(Denoiser(block_size=32), RATE), block, 0)
+    gated = Bridge(Chain(Denoiser(block_size=32), RATE), block, 0)
+    os.set_blocking(gated._wake_r, False)
+    out = np.zeros((len(x) // block * block, 1), np.float32)
+    wakes = 0
+    for k in range(len(x) // block):
+        gated.callback(x[k * block : (k + 1) * block, None], out[k * block : (k + 1) * block], block, None, None)
+        try:
+            os.read(gated._wake_r, 4096)
+        except BlockingIOError:
+            continue
+        wakes += 1
+        gated.service()
+    assert gated.xruns == 0
+    np.testing.assert_array_equal(out[:, 0], run_blocks(every, x))
+    callbacks = len(x) // block
+    run_frames = 32 * RATE // 16000
+    assert wakes == pytest.approx(callbacks * min(block / run_frames, 1), abs=2)
+
+
 def test_prefill_is_the_smallest_that_holds() -> None:
     bridge = bypass_bridge(64)
     assert bridge.prefill == min_prefill(bridge.chain, 64)

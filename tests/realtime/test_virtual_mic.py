@@ -280,6 +280,7 @@ def test_a_lost_sound_server_ends_live_with_a_clear_message(tmp_path: Path, kind
     with SERVERS[kind](RATE) as server:
         proc = start_live(server, "rtd-lost", "--duration", 60, "--json", summary_path)
         wait_for(server, "rtd-lost", proc)
+        streaming(server, proc)  # lost while streaming (before, live fails to open its stream: another message)
         time.sleep(0.5)
     code, err = finish(proc, timeout=40)
     assert code == 2, err
