@@ -16,8 +16,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 import jack
@@ -28,7 +30,24 @@ from realtime.devices import JACK_CLIENT
 
 READY_TIMEOUT_S = 10.0
 LATE_CLIENT = re.compile(r"JackEngine::XRun: client = (.+) was not finished")
+LOG_POLL_S = 0.02  # how often the server's log is read for the times of its xruns
 GIL_SWITCH_S = 2e-4  # while a Loop runs, its JACK callbacks must not wait long for this process's GIL
+
+
+def _xrun_events(lines: Iterable[tuple[float, str]]) -> list[tuple[float, list[str]]]:
+    """The xruns in jackd's log lines (each with a time): (time of its first line, late clients or ["driver"])."""
+    events: list[tuple[float, list[str]]] = []
+    in_event = False
+    for t, line in lines:
+        late = LATE_CLIENT.search(line)
+        if late:
+            if not in_event:
+                events.append((t, []))
+            events[-1][1].append(late.group(1))
+        elif "JackTimedDriver::Process XRun" in line:
+            events.append((t, ["driver"]))
+        in_event = bool(late)
+    return events
 
 
 class JackServer:
@@ -46,7 +65,25 @@ class JackServer:
         self._log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)
         cmd = ["jackd", "-n", self.name, *(["-S"] if sync else []), "-d", "dummy", "-r", str(rate), "-p", str(period)]
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._lines: list[tuple[float, str]] = []  # the log's lines, each with the time.monotonic() it was read
+        self._reading = threading.Event()
+        self._reader = threading.Thread(target=self._read_log, name="jackd-log", daemon=True)
+        self._reader.start()
         self._wait_ready()
+
+    def _read_log(self) -> None:
+        """Time-stamp the log's lines as they appear (within LOG_POLL_S plus jackd's own buffering)."""
+        with open(self._log.name, errors="replace") as log:
+            partial = ""
+            while True:
+                stopping = self._reading.is_set()
+                partial += log.read()
+                *lines, partial = partial.split("\n")
+                now = time.monotonic()
+                self._lines += [(now, line) for line in lines]
+                if stopping:
+                    return
+                time.sleep(LOG_POLL_S)
 
     def _wait_ready(self) -> None:
         jack.set_error_function(lambda message: None)  # libjack reports every failed probe on stderr
@@ -68,18 +105,12 @@ class JackServer:
     def xrun_events(self) -> list[list[str]]:
         """The server's xruns so far, each as the clients that had not finished their cycle in time, in graph
         order (the first is the one that held the others up), or ["driver"] when its own timer woke up late."""
-        events: list[list[str]] = []
-        in_event = False
-        for line in self.log().splitlines():
-            late = LATE_CLIENT.search(line)
-            if late:
-                if not in_event:
-                    events.append([])
-                events[-1].append(late.group(1))
-            elif "JackTimedDriver::Process XRun" in line:
-                events.append(["driver"])
-            in_event = bool(late)
-        return events
+        return [clients for _, clients in _xrun_events((0.0, line) for line in self.log().splitlines())]
+
+    def timed_xrun_events(self) -> list[tuple[float, list[str]]]:
+        """`xrun_events` with the time.monotonic() each was read from the log (a little after it happened;
+        the last LOG_POLL_S may be missing)."""
+        return _xrun_events(list(self._lines))
 
     def client(self, name: str) -> jack.Client:
         return jack.Client(name, no_start_server=True, servername=self.name)
@@ -87,6 +118,8 @@ class JackServer:
     def stop(self) -> None:
         """Terminate the server (idempotent)."""
         processes.stop(self.process)
+        self._reading.set()
+        self._reader.join()
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
 

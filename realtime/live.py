@@ -38,6 +38,7 @@ from realtime.resample import Resampler
 from realtime.ring import RingBuffer
 
 RING_SECONDS = 2.0  # ring capacity: a stall this long is absorbed before input is dropped
+XRUN_TIMES = 4096  # the callback's own xruns whose times it keeps (for matching them with the server's)
 WAKE_TIMEOUT_S = 0.1  # the worker also checks for work and for `stop` this often
 
 
@@ -139,7 +140,7 @@ class Bridge:
 
     Each counter is written by one thread only: the callback (`callbacks`, `frames`, `odd_blocks`,
     `device_xruns`, `underruns`/`underrun_frames`, `overruns`/`overrun_frames`, `skipped`,
-    `record_dropped`) or the worker (the rest), so they need no locks.
+    `record_dropped`, `xrun_times`/`timed_xruns`) or the worker (the rest), so they need no locks.
     """
 
     def __init__(
@@ -171,6 +172,8 @@ class Bridge:
         self.odd_blocks = 0  # callbacks of another size than `block` (the prefill assumes `block`)
         self.underruns = self.underrun_frames = self.overruns = self.overrun_frames = 0
         self.skipped = 0  # late output frames the callback discarded
+        self.xrun_times = np.zeros(XRUN_TIMES)  # time.monotonic() of the first of the callback's own xruns
+        self.timed_xruns = 0
         self.lost_output = 0  # worker batches that did not fit into out_ring
         self.dropped = self.inserted = 0  # late input frames dropped, silent frames inserted (worker)
         self.skip_target = 0  # late output frames the callback is to discard in all
@@ -215,6 +218,9 @@ class Bridge:
         self.frames += frames
         if frames != self.block:
             self.odd_blocks += 1
+        if xrun and self.timed_xruns < XRUN_TIMES:
+            self.xrun_times[self.timed_xruns] = time.monotonic()
+            self.timed_xruns += 1
         if xrun or self.in_ring.available() >= self.wake_frames:
             try:
                 os.write(self._wake_w, b"\0")

@@ -122,6 +122,9 @@ def summary(bridge: Bridge, meter: Meter, seconds: float, extra: dict[str, Any])
             "underruns": bridge.underruns,
             "overruns": bridge.overruns,
             "lost_output": bridge.lost_output,
+            # the callback's under- and overruns (a callback with both counts once), time.monotonic() seconds:
+            # the system's monotonic clock, which a benchmark's own readings on this machine share
+            "own_times_s": bridge.xrun_times[: bridge.timed_xruns].tolist(),
         },
         "corrections_frames": {
             "underrun": bridge.underrun_frames,

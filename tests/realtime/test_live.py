@@ -160,6 +160,9 @@ def test_latency_returns_exactly_after_a_stalled_worker(stall_blocks: int, hops_
     at = n - 100 * block
     y = run_blocks(bridge, impulse(n, at), serve)
     assert bridge.underruns > 0
+    times = bridge.xrun_times[: bridge.timed_xruns]  # one per callback with an under- or overrun, in order
+    assert max(bridge.underruns, bridge.overruns) <= len(times) <= bridge.underruns + bridge.overruns
+    assert np.all(np.diff(times) >= 0) and times[0] > 0
     assert (bridge.overruns > 0) == (stall_blocks * block > bridge.in_ring.capacity)
     assert np.argmax(np.abs(y)) - at == bridge.latency_frames()
 
