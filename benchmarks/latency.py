@@ -247,6 +247,7 @@ def table_row(r: dict) -> str:
     live = r["live"]
     lat, parts, comp = live["latency_ms"], live["latency_ms"]["buffering_parts"], live["compute_ms"]
     cpu = f"{live['cpu_percent']:.0f} %" if "cpu_percent" in live else "-"  # reports from before it was recorded
+    alone = f" ({r['own_incidents']['alone']} alone)" if "own_incidents" in r else ""
     return (
         f"| {r['period']} ({r['period_ms']:.2f} ms{', sync' if r.get('sync') else ''}) | {r['hops_per_run']} "
         f"| {r['headroom']} "
@@ -255,7 +256,7 @@ def table_row(r: dict) -> str:
         f"{parts['engine']:.2f} | {lat['device']:.2f} / {r['device_jack_ms']:.2f} | **{r['total_jack_ms']:.2f}** "
         f"| {comp['p50']:.2f} / {comp['p99']:.2f} / {comp['max']:.2f} ms | {live['rtf']:.2f} "
         f"| {cpu} "
-        f"| {live['xruns']['total']} / {r['own_xruns']} | {server_xruns(r)} |"
+        f"| {live['xruns']['total']} / {r['own_xruns']}{alone} | {server_xruns(r)} |"
     )
 
 
@@ -324,7 +325,9 @@ def write_latency(document: dict, stem: Path) -> None:
         "own ring under/overruns). *server xruns*: the JACK server's over the whole run, `live`'s start-up "
         "included, and how often each client was late in them: `live`, the player and recorder clients of "
         "the benchmark (Python), JACK's own C example client `jack_simple_client` running alongside as a "
-        "baseline for the machine, or the server's timer waking up late.",
+        "baseline for the machine, or the server's timer waking up late. *alone*: live's own xruns by time "
+        f"(its callback's under/overruns, and the server's xruns that name live first) with no other server "
+        f"xrun within {MATCH_S:g} s.",
         "",
         "![compute time per block](latency.png)",
     ]
