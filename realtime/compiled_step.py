@@ -51,10 +51,6 @@ class StepWeights(NamedTuple):
     eps: np.ndarray
 
     @property
-    def hop(self) -> int:
-        return self.encoder.shape[0] // 2
-
-    @property
     def ring_frames(self) -> int:
         return int(self.lags.max()) + MAX_HOPS
 
@@ -64,7 +60,7 @@ class StepWeights(NamedTuple):
 
     def scratch(self) -> tuple[np.ndarray, ...]:
         """The work arrays `run` takes after the state, a row per frame (no allocation per call): the frames
-        (then the decoded frames), their encodings (then normalised), the skip sum, the residual path, three
+        (then the decoded frames), their encodings and those normalised, the skip sum, the residual path, three
         of a block's activations, the mask, and a block's skip and residual outputs side by side."""
         frames, n = self.encoder.shape
         b, h = self.bottleneck.shape[1], self.in_w.shape[2]
