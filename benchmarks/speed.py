@@ -33,6 +33,7 @@ from realtime.model_file import default_model_path, load_model_info
 BLOCKS = (16, 32, 64, 128, 160, 256, 512, 1024)
 WARMUP_SECONDS = 1.0
 PROFILE_RUNS = 1000  # profiled model runs at one hop each (the profiler slows each run ~10x)
+LIVE_RATE, LIVE_BLOCK = 48000, 64  # the live chain's profile: `denoise live` at JACK period 64
 HEADLINE_BLOCK, OURS, BASELINE = 160, "ours_stream", "rnnoise"
 STREAMING_KEYS = tuple(s.key for s in SYSTEMS if s.streaming)
 INPUT = default_model_path().parent / "example_noisy.flac"
@@ -117,7 +118,60 @@ def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
             for op, total in time_by_op.most_common()
         ],
         **{f"{name}_{key}": value for name, times in timed.items() for key, value in times.items()},
+        "live_chain": profile_live_chain(model, audio),
     }
+
+
+def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float]:
+    """us per callback of each part of `denoise live`'s own work at LIVE_RATE in LIVE_BLOCK-frame callbacks,
+    driven by hand (no audio server): the callback (copies and the worker's wake-up), the worker's passes
+    whole, and inside them the two resamplers and the engine, each timed alone on the same audio."""
+    from realtime.engine import Denoiser
+    from realtime.live import Bridge, Chain
+    from realtime.resample import Resampler
+
+    def engine() -> Denoiser:
+        hop = load_model_info(model).hop
+        return Denoiser(model, block_size=hop)
+
+    x = Resampler(RATE, LIVE_RATE).process(np.asarray(audio, np.float32))
+    blocks = len(x) // LIVE_BLOCK
+    bridge = Bridge(Chain(engine(), LIVE_RATE), LIVE_BLOCK, 0)
+    os.set_blocking(bridge._wake_r, False)
+    out = np.zeros((LIVE_BLOCK, 1), np.float32)
+    callback = worker = 0.0
+    for k in range(blocks):
+        block = x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK, None]
+        start = time.perf_counter()
+        bridge.callback(block, out, LIVE_BLOCK, None, None)
+        callback += time.perf_counter() - start
+        try:
+            os.read(bridge._wake_r, 4096)
+        except BlockingIOError:
+            continue
+        start = time.perf_counter()
+        bridge.service()
+        worker += time.perf_counter() - start
+    bridge.stop()
+    down, up, model_engine = Resampler(LIVE_RATE, RATE), Resampler(RATE, LIVE_RATE), engine()
+    parts = {"down": 0.0, "engine": 0.0, "up": 0.0}
+    pending = np.zeros(0, np.float32)
+    for k in range(blocks):
+        start = time.perf_counter()
+        x16 = down.process(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK])
+        parts["down"] += time.perf_counter() - start
+        data = np.concatenate([pending, x16])
+        whole = len(data) // model_engine.hop * model_engine.hop
+        pending = data[whole:]
+        if whole:
+            start = time.perf_counter()
+            y = model_engine.feed(data[:whole])
+            parts["engine"] += time.perf_counter() - start
+            start = time.perf_counter()
+            up.process(y)
+            parts["up"] += time.perf_counter() - start
+    per_callback = {"callback": callback, "worker": worker, **parts}
+    return {"callbacks_per_second": LIVE_RATE / LIVE_BLOCK} | {k: v / blocks * 1e6 for k, v in per_callback.items()}
 
 
 def _feed_times(engine: Denoiser, hops: np.ndarray) -> dict[str, float]:
@@ -306,6 +360,25 @@ def profile_markdown(profile: dict) -> list[str]:
         f"| {row['op']} | {row['nodes']} | {row['us_per_run']:.1f} | {100 * row['us_per_run'] / total:.1f}% |"
         for row in profile["ops"]
     ]
+    if "live_chain" in profile:
+        chain = profile["live_chain"]
+        rate = chain["callbacks_per_second"]
+        parts = {
+            "the callback (copies in and out, the worker's wake-up)": "callback",
+            "the worker's passes, whole": "worker",
+            "inside them: resampling 48 -> 16 kHz": "down",
+            "inside them: the engine": "engine",
+            "inside them: resampling 16 -> 48 kHz": "up",
+        }
+        lines += [
+            "",
+            f"### `denoise live`'s own work per part, {LIVE_RATE} Hz in {LIVE_BLOCK}-frame callbacks ({rate:g} a "
+            "second, as at JACK period 64), driven by hand (no audio server, warm caches)",
+            "",
+            "| part | us per callback | share of one core |",
+            "|---|---|---|",
+            *(f"| {label} | {chain[key]:.1f} | {chain[key] * rate / 1e4:.1f}% |" for label, key in parts.items()),
+        ]
     return lines
 
 

@@ -295,6 +295,10 @@ def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
     assert profile["runs"] > 0 and profile["graph"] == "short-run"  # what the ONNX engine runs, profiled
     assert {"Gemm", "LayerNormalization"} <= {row["op"] for row in profile["ops"]}
     assert all(0 < profile[f"{name}_run_us"] < profile[f"{name}_feed_us"] for name in ("default", "onnx"))
+    chain = profile["live_chain"]
+    assert chain["callbacks_per_second"] == 750
+    assert all(chain[k] > 0 for k in ("callback", "worker", "down", "engine", "up"))
+    assert "own work per part" in markdown
     assert "## Profile summary" in markdown and "| LayerNormalization |" in markdown
     assert_png(out / "plots" / "speed_rtf_vs_block.png")
 
