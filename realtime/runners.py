@@ -8,9 +8,9 @@ stream's state kept from run to run without allocating. No torch.
 - `StepRunner`: the same short-run function compiled (`realtime.compiled_step`), one call per run, no graph:
   what live runs when the model has its weights, at a fraction of the short-run graphs' cost.
 
-Both bind the session to preallocated arrays (IO binding), and alternate two sets of state arrays run by
-run: a run reads one set and writes the other, so the state the next run reads is complete even when a
-run's output is thrown away.
+The graph runners bind their sessions to preallocated arrays (IO binding); all three alternate two sets of
+state arrays run by run: a run reads one set and writes the other, so the state the next run reads is
+complete even when a run's output is thrown away.
 """
 
 from __future__ import annotations
