@@ -172,6 +172,9 @@ def measure(
     }
 
 
+MATCH_S = 0.2  # an own xrun this near one of the server's follows from it (log read every 20 ms, a few periods)
+
+
 def own_incidents(own_times: list[float], events: list[tuple[float, list[str]]]) -> dict[str, int]:
     """live's own xruns, told apart from the rest: its callback's under/overruns and the server's xruns that
     name live first among the late clients, each `alone` unless another of the server's xruns (one that
@@ -181,9 +184,6 @@ def own_incidents(own_times: list[float], events: list[tuple[float, list[str]]])
     own = own_times + [t for t, clients in events if clients[0] == JACK_CLIENT]
     alone = [t for t in own if not any(abs(other - t) <= MATCH_S for other in others)]
     return {"own": len(own), "alone": len(alone), "timer": sum(clients == ["driver"] for _, clients in events)}
-
-
-MATCH_S = 0.2  # an own xrun this near one of the server's follows from it (log read every 20 ms, a few periods)
 
 
 def run(args: argparse.Namespace) -> int:

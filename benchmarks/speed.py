@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -125,13 +126,15 @@ def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
 def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float]:
     """us per callback of each part of `denoise live`'s own work at LIVE_RATE in LIVE_BLOCK-frame callbacks,
     driven by hand (no audio server): the callback (copies and the worker's wake-up), the worker's passes
-    whole, and inside them the two resamplers and the engine, each timed alone on the same audio."""
+    whole, and inside the passes of a second chain over the same audio its two resamplers and its engine, each
+    call timed."""
     from realtime.engine import Denoiser
     from realtime.live import Bridge, Chain
     from realtime.resample import Resampler
 
+    hop = load_model_info(model).hop
+
     def engine() -> Denoiser:
-        hop = load_model_info(model).hop
         return Denoiser(model, block_size=hop)
 
     x = Resampler(RATE, LIVE_RATE).process(np.asarray(audio, np.float32))
@@ -153,25 +156,30 @@ def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float
         bridge.service()
         worker += time.perf_counter() - start
     bridge.stop()
-    down, up, model_engine = Resampler(LIVE_RATE, RATE), Resampler(RATE, LIVE_RATE), engine()
+    chain = Chain(engine(), LIVE_RATE)
     parts = {"down": 0.0, "engine": 0.0, "up": 0.0}
-    pending = np.zeros(0, np.float32)
+    for key, owner, name in (
+        ("down", chain.down, "process"),
+        ("engine", chain.engine, "feed"),
+        ("up", chain.up, "process"),
+    ):
+        setattr(owner, name, _timed(getattr(owner, name), parts, key))
     for k in range(blocks):
-        start = time.perf_counter()
-        x16 = down.process(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK])
-        parts["down"] += time.perf_counter() - start
-        data = np.concatenate([pending, x16])
-        whole = len(data) // model_engine.hop * model_engine.hop
-        pending = data[whole:]
-        if whole:
-            start = time.perf_counter()
-            y = model_engine.feed(data[:whole])
-            parts["engine"] += time.perf_counter() - start
-            start = time.perf_counter()
-            up.process(y)
-            parts["up"] += time.perf_counter() - start
+        chain.process(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK])
     per_callback = {"callback": callback, "worker": worker, **parts}
     return {"callbacks_per_second": LIVE_RATE / LIVE_BLOCK} | {k: v / blocks * 1e6 for k, v in per_callback.items()}
+
+
+def _timed(function: Callable[[np.ndarray], np.ndarray], totals: dict[str, float], key: str) -> Callable:
+    """`function`, adding the seconds each call takes to `totals[key]`."""
+
+    def timed(x: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        y = function(x)
+        totals[key] += time.perf_counter() - start
+        return y
+
+    return timed
 
 
 def _feed_times(engine: Denoiser, hops: np.ndarray) -> dict[str, float]:
