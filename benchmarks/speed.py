@@ -140,7 +140,6 @@ def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float
     x = Resampler(RATE, LIVE_RATE).process(np.asarray(audio, np.float32))
     blocks = len(x) // LIVE_BLOCK
     bridge = Bridge(Chain(engine(), LIVE_RATE), LIVE_BLOCK, 0)
-    os.set_blocking(bridge._wake_r, False)
     out = np.zeros((LIVE_BLOCK, 1), np.float32)
     callback = worker = 0.0
     for k in range(blocks):
@@ -148,9 +147,7 @@ def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float
         start = time.perf_counter()
         bridge.callback(block, out, LIVE_BLOCK, None, None)
         callback += time.perf_counter() - start
-        try:
-            os.read(bridge._wake_r, 4096)
-        except BlockingIOError:
+        if not bridge.woken():
             continue
         start = time.perf_counter()
         bridge.service()

@@ -72,7 +72,7 @@ class Denoiser:
         ring = self.info.ring
         short = ring is not None and channels == 1 and block_size is not None
         if short and compiled and self.info.step is not None and block_size <= StepRunner.max_hops * self.hop:
-            self.runner: Runner = StepRunner(self.info, channels)
+            self.runner: Runner = StepRunner.for_model(self.info, channels)
         elif short and block_size <= max(ring.graphs) * self.hop:
             self.runner = RingRunner(self.info, channels, threads, profile_prefix)
         else:

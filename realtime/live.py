@@ -240,11 +240,17 @@ class Bridge:
         os.close(self._wake_r)
         os.close(self._wake_w)
 
+    def woken(self, timeout: float = 0.0) -> bool:
+        """Whether the callback woke the worker, waiting up to `timeout` seconds; consumes the wake-ups."""
+        if not select.select([self._wake_r], [], [], timeout)[0]:
+            return False
+        os.read(self._wake_r, 4096)
+        return True
+
     def _run(self, priority: int) -> None:
         self.realtime = set_realtime(priority)
         while not self._stop:
-            if select.select([self._wake_r], [], [], WAKE_TIMEOUT_S)[0]:
-                os.read(self._wake_r, 4096)
+            self.woken(WAKE_TIMEOUT_S)
             self.service()
 
     def service(self) -> None:

@@ -75,8 +75,8 @@ class Runner:
 
     max_hops = MAX_HOPS_PER_RUN
 
-    def __init__(self, info: ModelInfo, channels: int) -> None:
-        self.hop = info.hop
+    def __init__(self, hop: int, channels: int) -> None:
+        self.hop = hop
         self.channels = channels
         self.compute_times: deque[float] = deque(maxlen=100_000)
         self._states: list[dict[str, np.ndarray]] = []  # the two state sets, made by the subclass
@@ -137,7 +137,7 @@ class GraphRunner(Runner):
     chunk and output arrays are replaced (and rebound) only when the samples per run change."""
 
     def __init__(self, info: ModelInfo, channels: int, threads: int = 1, profile_prefix: str | None = None) -> None:
-        super().__init__(info, channels)
+        super().__init__(info.hop, channels)
         self.session = open_session(info, threads, profile_prefix)
         self._states = sets = [
             {name: np.zeros([channels, *shape[1:]], np.float32) for name, shape in info.state_shapes.items()}
@@ -189,7 +189,7 @@ class RingRunner(Runner):
     stores its own with one copy."""
 
     def __init__(self, info: ModelInfo, channels: int, threads: int = 1, profile_prefix: str | None = None) -> None:
-        super().__init__(info, channels)
+        super().__init__(info.hop, channels)
         ring = info.ring
         if ring is None or channels != 1:
             raise ValueError("the short-run graphs need a model that has them, and one channel")
@@ -267,20 +267,25 @@ class StepRunner(Runner):
 
     max_hops = compiled_step.MAX_HOPS
 
-    def __init__(self, info: ModelInfo, channels: int) -> None:
-        super().__init__(info, channels)
-        if info.step is None or channels != 1:
-            raise ValueError("the compiled step needs a model with its weights, and one channel")
-        self.weights = compiled_step.StepWeights(**info.step)
-        self._ring = np.zeros((self.weights.ring_frames, self.weights.width), np.float32)
-        self._scratch = self.weights.scratch()
-        self._out = np.zeros(self.max_hops * self.hop, np.float32)
+    def __init__(self, weights: compiled_step.StepWeights) -> None:
+        hop = weights.encoder.shape[0] // 2  # frames of two hops
+        super().__init__(hop, 1)
+        self.weights = weights
+        self._ring = np.zeros((weights.ring_frames, weights.width), np.float32)
+        self._scratch = weights.scratch()
+        self._out = np.zeros(self.max_hops * hop, np.float32)
         self._position = 0
         self._hops = 0  # of the last run
         self._states = [
-            {name: np.zeros([1, *info.state_shapes[name][1:]], np.float32) for name in (ENCODER_STATE, DECODER_TAIL)}
-            for _ in range(2)
+            {name: np.zeros((1, hop), np.float32) for name in (ENCODER_STATE, DECODER_TAIL)} for _ in range(2)
         ]
+
+    @classmethod
+    def for_model(cls, info: ModelInfo, channels: int) -> StepRunner:
+        """The step runner of a model that has the step's weights, for one channel."""
+        if info.step is None or channels != 1:
+            raise ValueError("the compiled step needs a model with its weights, and one channel")
+        return cls(compiled_step.StepWeights(**info.step))
 
     def _run(self, piece: np.ndarray) -> np.ndarray:
         now, new = self._states[self._slot], self._states[1 - self._slot]

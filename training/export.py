@@ -36,6 +36,7 @@ from realtime.model_file import (
     sidecar_path,
     step_file,
 )
+from realtime.runners import StepRunner
 from training.checkpoint import load_file
 from training.config import TrainConfig
 from training.provenance import training_data
@@ -110,23 +111,18 @@ def verify_ring(model: ConvTasNet, onnx_path: Path, max_hops: int, frames: int =
 
 
 def verify_step(model: ConvTasNet, path: Path, frames: int = 600, seed: int = 0) -> float:
-    """Max abs difference between the compiled step on the weights in `path`, run in random runs of 1 to its
-    `MAX_HOPS` hops, and torch streaming (long enough to wrap its ring for the default model)."""
+    """Max abs difference between the engine's step runner on the weights in `path`, run in random runs of 1 to
+    its `MAX_HOPS` hops, and torch streaming (long enough to wrap its ring for the default model)."""
     c = model.config
-    weights = compiled_step.StepWeights(**read_step(path, c.hop, lags(c), c.H))
+    runner = StepRunner(compiled_step.StepWeights(**read_step(path, c.hop, lags(c), c.H)))
     rng = np.random.default_rng(seed)
     audio = (rng.standard_normal(frames * c.hop) * 0.1).astype(np.float32)
-    ring = np.zeros((weights.ring_frames, weights.width), np.float32)
-    scratch = weights.scratch()
-    enc, dec = np.zeros((2, c.hop), np.float32), np.zeros((2, c.hop), np.float32)
     state = model.initial_state(1)
     worst, pos = 0.0, 0
     while pos < frames:
-        k = min(int(rng.integers(1, compiled_step.MAX_HOPS + 1)), frames - pos)
+        k = min(int(rng.integers(1, runner.max_hops + 1)), frames - pos)
         chunk = audio[pos * c.hop : (pos + k) * c.hop]
-        out = np.empty_like(chunk)
-        compiled_step.run(chunk, out, enc[0], enc[1], dec[0], dec[1], ring, pos % len(ring), *scratch, *weights)
-        enc, dec = enc[::-1].copy(), dec[::-1].copy()
+        out = runner.run(chunk[:, None])[:, 0]
         with torch.no_grad():
             ref, state = model.forward_stream(torch.from_numpy(chunk)[None], state)
         worst = max(worst, float(np.max(np.abs(out - ref.numpy()[0]))))
