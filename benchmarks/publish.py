@@ -49,7 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="ship a training run as a named model, scored on the test set (needs the [train] extra)",
         description=__doc__.splitlines()[0] + " " + " ".join(__doc__.splitlines()[1:3]),
     )
-    p.add_argument("--run", type=Path, default=Path("training/runs/default"))
+    p.add_argument(
+        "--run",
+        dest="run_dir",  # (`run` is the handler)
+        type=Path,
+        default=Path("training/runs/default"),
+        help="training run folder (default training/runs/default)",
+    )
     p.add_argument("--checkpoint", default=BEST, help="checkpoint file name in --run (default best.pt)")
     p.add_argument("--test-root", type=Path, default=Path("../shared/data/audio"))
     p.add_argument("--split", default="test")
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from training.checkpoint import load_file, save_atomic
     from training.export import export
 
-    checkpoint = args.run / args.checkpoint
+    checkpoint = args.run_dir / args.checkpoint
     target = shipped_model_path(args.name)
     report_path = args.report or Path(f"benchmarks/results/{args.name}-model.md")
     document = export(checkpoint, target)

@@ -265,6 +265,11 @@ def test_bench_quality_without_data_says_what_to_give(tmp_path: Path) -> None:
     assert "--noisy" in assert_clean_failure(run_cli("bench", "quality", "--clean", tmp_path, cwd=tmp_path))
 
 
+def test_publish_reads_its_run_folder_and_names_a_missing_checkpoint(tmp_path: Path) -> None:
+    stderr = assert_clean_failure(run_cli("publish", "--run", tmp_path / "nowhere", "--name", "unused", cwd=tmp_path))
+    assert "nowhere/best.pt" in stderr
+
+
 def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
     out = tmp_path / "results"
     result = run_cli(
