@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from training.config import TrainConfig
 from training.data import TrainingData
 from training.losses import enhancement_loss
 from training.metrics import score
-from training.provenance import training_data
+from training.provenance import initialised_from, training_data
 
 LOG_FIELDS = [
     "step",
@@ -116,16 +117,17 @@ def validate(model: Streaming, data: TrainingData) -> dict[str, float]:
     return {k: float(np.mean(v)) if v else float("nan") for k, v in sums.items()}
 
 
-def initialise_from(model: Streaming, checkpoint: Path) -> int:
+def initialise_from(model: Streaming, checkpoint: Path) -> tuple[int, dict[str, Any] | None]:
     """Copy every tensor of `checkpoint` whose name and shape match `model`'s (a shallower model takes the
-    first blocks of a deeper one); returns how many were copied. None matching is an error."""
-    source = load_file(checkpoint)["model"]
+    first blocks of a deeper one); returns how many were copied and the checkpoint's data record (None when it
+    has none). None matching is an error."""
+    payload = load_file(checkpoint)
     own = model.state_dict()
-    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    matching = {k: v for k, v in payload["model"].items() if k in own and own[k].shape == v.shape}
     if not matching:
         raise CheckpointError(f"{checkpoint}: no tensor matches this model's names and shapes")
     model.load_state_dict(matching, strict=False)
-    return len(matching)
+    return len(matching), payload.get("data")
 
 
 def _distributed() -> tuple[int, int]:
@@ -228,10 +230,11 @@ def setup(
     data = TrainingData(config, model_config.sample_rate)
     torch.manual_seed(config.seed)  # the initial weights, like every batch, follow from the seed
     model = build(model_config)
+    init_data = None  # the data record of the weights it started from
     if payload is not None:
         model.load_state_dict(payload["model"])
     elif config.init:
-        copied = initialise_from(model, Path(config.init))
+        copied, init_data = initialise_from(model, Path(config.init))
         print(f"initialised {copied} of {len(model.state_dict())} tensors from {config.init}", file=sys.stderr)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -247,6 +250,8 @@ def setup(
     run.data_record = (payload or {}).get("data") or training_data(
         config.speech, config.noise, config.paired, config.rir, config.allow_non_commercial
     )
+    if payload is None and config.init:
+        run.data_record = initialised_from(run.data_record, config.init, init_data)
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])  # moves the moments to the parameters' device
         scheduler.load_state_dict(payload["scheduler"])

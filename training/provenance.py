@@ -105,3 +105,26 @@ def training_data(
         if non_commercial
         else "all sources used allow commercial use",
     }
+
+
+def initialised_from(
+    record: dict[str, object], checkpoint: str, init_record: dict[str, object] | None
+) -> dict[str, object]:
+    """`record` for a run whose weights started from `checkpoint`: the weights carry what that checkpoint was
+    trained on (`init_record`, its own record; None: not recorded), so its licences bind this model too."""
+    non_commercial = bool(record["non_commercial"]) or init_record is None or bool(init_record["non_commercial"])
+    if not non_commercial:
+        note = "all sources used allow commercial use, and those of the weights it started from"
+    elif record["non_commercial"]:
+        note = "trained on non-commercial data: the model may not be used commercially"
+    else:
+        note = (
+            "its own sources allow commercial use, but the weights it started from were trained on non-commercial "
+            "(or unrecorded) data: the model may not be used commercially"
+        )
+    return {
+        **record,
+        "initialised_from": {"checkpoint": checkpoint, "data": init_record},
+        "non_commercial": non_commercial,
+        "note": note,
+    }

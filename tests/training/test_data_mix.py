@@ -17,7 +17,7 @@ from training.corpus import load_corpus
 from training.data import TrainingData, clip_sources, commercial_only, source_weights
 from training.losses import compressed_spectrum
 from training.mixing import MixConfig, Mixer, rms
-from training.provenance import training_data
+from training.provenance import initialised_from, training_data
 
 SR = 16000
 
@@ -61,6 +61,17 @@ def test_non_commercial_files_are_left_out_unless_allowed(noise_sources, cache_d
     entries = {e["source"]: e for e in doc["sources"]["noise"]}
     assert entries["speechbrain"]["left_out"] == ["ESC50"] and entries["urbansound8k"]["non_commercial"] is False
     assert training_data([], [str(noise_sources)], [], [], allow_non_commercial=True)["non_commercial"] is True
+
+
+def test_weights_started_from_a_non_commercial_model_stay_non_commercial(noise_sources) -> None:
+    own = training_data([], [str(noise_sources)], [], [], allow_non_commercial=False)
+    teacher = training_data([], [str(noise_sources)], [], [], allow_non_commercial=True)
+    record = initialised_from(own, "teacher.pt", teacher)
+    assert record["non_commercial"] is True and "started from" in str(record["note"])
+    assert record["initialised_from"] == {"checkpoint": "teacher.pt", "data": teacher}
+    assert record["sources"] == own["sources"]  # its own sources as they were
+    assert initialised_from(own, "teacher.pt", own)["non_commercial"] is False
+    assert initialised_from(own, "unrecorded.pt", None)["non_commercial"] is True
 
 
 def test_training_on_only_non_commercial_noise_needs_the_opt_in(tmp_path, speech_dir, noise_dir, cache_dir) -> None:

@@ -324,6 +324,8 @@ def test_a_shallower_model_starts_from_the_first_blocks_of_a_deeper_one(tmp_path
     assert len(student) < len(teacher)
     assert all(torch.equal(student[k], teacher[k]) for k in student)  # every tensor of the student came over
     assert load_file(shallow / "last.pt")["train_config"]["init"] == str(deep / "last.pt")
+    lineage = load_file(shallow / "last.pt")["data"]["initialised_from"]  # the teacher's data binds the student
+    assert lineage == {"checkpoint": str(deep / "last.pt"), "data": load_file(deep / "last.pt")["data"]}
 
 
 def test_init_from_a_missing_checkpoint_is_a_clean_error(tmp_path, speech_dir, noise_dir) -> None:
