@@ -51,6 +51,10 @@ class StepWeights(NamedTuple):
     eps: np.ndarray
 
     @property
+    def hop(self) -> int:
+        return self.encoder.shape[0] // 2  # the encoder's frames are two hops
+
+    @property
     def ring_frames(self) -> int:
         return int(self.lags.max()) + MAX_HOPS
 

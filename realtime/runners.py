@@ -268,7 +268,7 @@ class StepRunner(Runner):
     max_hops = compiled_step.MAX_HOPS
 
     def __init__(self, weights: compiled_step.StepWeights) -> None:
-        hop = weights.encoder.shape[0] // 2  # frames of two hops
+        hop = weights.hop
         super().__init__(hop, 1)
         self.weights = weights
         self._ring = np.zeros((weights.ring_frames, weights.width), np.float32)

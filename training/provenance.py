@@ -116,7 +116,7 @@ def initialised_from(
     if not non_commercial:
         note = "all sources used allow commercial use, and those of the weights it started from"
     elif record["non_commercial"]:
-        note = "trained on non-commercial data: the model may not be used commercially"
+        note = str(record["note"])  # its own data's, as `training_data` words it
     else:
         note = (
             "its own sources allow commercial use, but the weights it started from were trained on non-commercial "
