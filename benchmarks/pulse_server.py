@@ -180,8 +180,11 @@ SERVERS: dict[str, type[PulseServer]] = {server.kind: server for server in (Puls
 
 
 class PulseLoop:
-    """Plays into the server's `mic` and records from `source` in lockstep, a block each per step, on the
-    server's clock: the offset between the two is the path's latency plus the loop's own buffers."""
+    """Plays into the server's `mic` and records from `source` and from `mic`'s monitor in lockstep, a block
+    each per step, on the server's clock. The offset between what it played and what it heard is the path's
+    latency plus the loop's own buffers; between the two recordings, the path's latency plus the difference of
+    the two record streams' own latencies (both shallow, so their readings are steady). Each record stream
+    delivers its source gaplessly, so a change of the second offset is a change of the path itself."""
 
     def __init__(self, server: PulseServer, source: str, rate: int = 48000, block: int = 480) -> None:
         self.rate, self.block = rate, block
@@ -190,31 +193,39 @@ class PulseLoop:
         # would shift what live hears
         play = pa.buffer_attr(tlength=PLAY_BLOCKS * block, prebuf=block, minreq=block)
         self.play = pa.Connection(False, MIC, "loop", rate, play, client="rtd-test", server=address)
-        self.record = pa.Connection(True, source, "loop", rate, pa.buffer_attr(fragsize=block), "rtd-test", address)
-        pa.settle(self.record, self.play, block, rate)
+        fragment = pa.buffer_attr(fragsize=block)
+        self.record = pa.Connection(True, source, "loop", rate, fragment, "rtd-test", address)
+        self.monitor = pa.Connection(True, MIC_SOURCE, "loop monitor", rate, fragment, "rtd-test", address)
+        pa.settle([self.record, self.monitor], self.play, block, rate)
         self.latencies: list[float] = []  # seconds: the loop's own buffering at each step, play + record
+        self.offsets: list[float] = []  # seconds: the record stream's latency less the monitor's, at each step
+        self.monitored = np.zeros(0, np.float32)  # what `mic` carried, recorded in lockstep with `source`
 
     def run(self, signal: np.ndarray, record_seconds: float) -> np.ndarray:
-        """Play `signal` (then silence) and record for `record_seconds`; returns the recording."""
+        """Play `signal` (then silence) and record for `record_seconds`; returns the recording of `source`
+        (and keeps `mic`'s in `monitored`)."""
         steps = int(record_seconds * self.rate) // self.block
         padded = np.zeros(steps * self.block, np.float32)
         padded[: min(len(signal), len(padded))] = signal[: len(padded)]
-        recording = np.zeros_like(padded)
+        recording, self.monitored = np.zeros_like(padded), np.zeros_like(padded)
         with realtime_thread(1):  # a stall of this client's own would shift what live hears
             self._lockstep(padded, recording)
         return recording
 
     def _lockstep(self, padded: np.ndarray, recording: np.ndarray) -> None:
         for k in range(len(padded) // self.block):
-            if not self.play.write(padded[k * self.block : (k + 1) * self.block]):
+            step = slice(k * self.block, (k + 1) * self.block)
+            if not self.play.write(padded[step]):
                 raise RuntimeError(f"playing: {self.play.reason()}")
-            if not self.record.read(recording[k * self.block : (k + 1) * self.block]):
-                raise RuntimeError(f"recording: {self.record.reason()}")
-            self.latencies.append(self.play.latency() + self.record.latency())
+            if not (self.record.read(recording[step]) and self.monitor.read(self.monitored[step])):
+                raise RuntimeError(f"recording: {self.record.reason()} / {self.monitor.reason()}")
+            heard = self.record.latency()
+            self.latencies.append(self.play.latency() + heard)
+            self.offsets.append(heard - self.monitor.latency())
 
     def close(self) -> None:
-        self.play.close()
-        self.record.close()
+        for connection in (self.play, self.record, self.monitor):
+            connection.close()
 
 
 def start_virtual_mic(server: PulseServer, name: str, *args: object) -> subprocess.Popen:

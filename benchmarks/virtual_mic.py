@@ -1,11 +1,12 @@
 """`denoise bench virtual-mic`: a soak of `denoise live --virtual-mic` through a private PulseAudio server (or,
 with `--server pipewire`, PipeWire through pipewire-pulse).
 
-A client plays the noisy example, looped, into the server's `mic` and records the virtual mic in lockstep
-for `--seconds`; every minute a 10 s window of what it heard is aligned with what `denoise file` makes of the
-same signal. The delay per window shows drift (it must stay put), the match shows that the stream stays
-the model's output, and live's own summary gives its xruns and the latency it reports, which the measured
-delay must equal once the client's own buffers are taken off.
+A client plays the noisy example, looped, into the server's `mic` and records the virtual mic and `mic`'s
+monitor in lockstep for `--seconds`; every minute a 10 s window of the virtual mic's recording is aligned with
+what `denoise file` makes of the monitor's. Their lag, less the difference of the two record streams' own
+latencies (shallow streams, whose readings are steady), is live's path from the mic to the virtual mic: it
+must stay put (drift) and equal the latency live reports. The match shows that the stream stays the model's
+output; live's own summary gives its xruns.
 """
 
 from __future__ import annotations
@@ -73,26 +74,27 @@ def soak(seconds: float, headroom: int, kind: str = "pulseaudio") -> dict[str, A
         if live.returncode != 0:
             raise RuntimeError(f"denoise live exited with {live.returncode}: {err[-2000:]}")
         summary = json.loads(summary_path.read_text())
-    reference = SignalProcessor(RATE, 1, RATE, Settings()).push(signal[:, None], last=True)[:, 0]
-    own = np.asarray(loop.latencies) * 1000  # ms, one per block the client played and recorded
-    expected = summary["latency_ms"]["total"] / 1000 * RATE + float(np.median(own)) / 1000 * RATE
+    # what the mic carried, as `denoise file` makes it: the virtual mic must carry the same, `lag` frames later
+    reference = SignalProcessor(RATE, 1, RATE, Settings()).push(loop.monitored[:, None], last=True)[:, 0]
+    offsets = np.asarray(loop.offsets) * 1000  # ms, one per block: the virtual mic's record stream less the mic's
+    expected = (summary["latency_ms"]["total"] + float(np.median(offsets))) / 1000 * RATE
     windows = []
     for start_s in np.arange(0.0, seconds - WINDOW_S + 1e-9, 60.0):
         a, n = int(start_s * RATE), int(WINDOW_S * RATE)
         low = max(0, a + int(expected) - int(SEARCH_S * RATE))
-        delay = low + measure_delay(heard[low:], reference[a : a + n], 2 * int(SEARCH_S * RATE)) - a
-        loop_own = float(np.median(own[a // loop.block : (a + n) // loop.block]))
-        windows.append({"start_s": float(start_s), "delay_ms": delay / RATE * 1000, "loop_own_ms": loop_own,
-                        "path_ms": delay / RATE * 1000 - loop_own,
-                        "snr_db": snr_db(reference[a : a + n], heard[a + delay : a + delay + n]),
-                        "piece_snr_db": piece_match(heard, reference, a, n, delay)})  # fmt: skip
+        lag = low + measure_delay(heard[low:], reference[a : a + n], 2 * int(SEARCH_S * RATE)) - a
+        offset = float(np.median(offsets[a // loop.block : (a + n) // loop.block]))
+        windows.append({"start_s": float(start_s), "lag_ms": lag / RATE * 1000, "offset_ms": offset,
+                        "path_ms": lag / RATE * 1000 - offset,
+                        "snr_db": snr_db(reference[a : a + n], heard[a + lag : a + lag + n]),
+                        "piece_snr_db": piece_match(heard, reference, a, n, lag)})  # fmt: skip
     return {
         "server": server.title,
         "seconds": seconds,
         "headroom": headroom,
         "windows": windows,
         "drift_ms": windows[-1]["path_ms"] - windows[0]["path_ms"],
-        "expected_delay_ms": expected / RATE * 1000,
+        "expected_lag_ms": expected / RATE * 1000,
         "live": {
             k: summary[k]
             for k in ("latency_ms", "xruns", "corrections_frames", "clock_slip_frames", "rtf", "blocks", "block_size")
@@ -119,17 +121,19 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
     lines = header_markdown("Virtual mic soak", head)
     lines += [
         f"`denoise live --virtual-mic --headroom {result['headroom']}` for {result['seconds']:.0f} s from a private "
-        f"{result['server']} server's null sink (the microphone) to a client recording the virtual mic in "
-        "lockstep "
-        "(`benchmarks/virtual_mic.py`). Every minute, a 10 s window of what the client heard is aligned with "
-        "`denoise file`'s output: its delay, less the client's own buffering in that window (the server's "
-        "latency of its two streams), is live's path from the microphone to the virtual mic.",
+        f"{result['server']} server's null sink (the microphone) to a client recording the virtual mic and the "
+        "microphone's monitor in lockstep (`benchmarks/virtual_mic.py`). Every minute, a 10 s window of the virtual "
+        "mic's recording is aligned with `denoise file`'s output for the monitor's: their lag, less the difference "
+        "of the two record streams' own latencies in that window (the server's readings: both streams are shallow), "
+        "is live's path from the microphone to the virtual mic. Where the two sinks' clocks differ, the lag and the "
+        "difference move together.",
         "",
         f"**Live's path drifted {result['drift_ms']:+.3f} ms over the run** (range {min(paths):.3f} .. "
-        f"{max(paths):.3f} ms); live's xruns {live['xruns']['total']} (device {live['xruns']['device']}, underruns "
-        f"{live['xruns']['underruns']}, overruns {live['xruns']['overruns']}, lost output "
-        f"{live['xruns']['lost_output']}); frames slipped to follow the clocks {live['clock_slip_frames']:+d} "
-        f"({1e6 * live['clock_slip_frames'] / (result['seconds'] * RATE):+.0f} ppm); RTF {live['rtf']:.3f}.",
+        f"{max(paths):.3f} ms); live's xruns {live['xruns']['total']} (device "
+        f"{live['xruns']['device']}, underruns {live['xruns']['underruns']}, overruns {live['xruns']['overruns']}, "
+        f"lost output {live['xruns']['lost_output']}); frames slipped to follow the clocks "
+        f"{live['clock_slip_frames']:+d} ({1e6 * live['clock_slip_frames'] / (result['seconds'] * RATE):+.0f} ppm); "
+        f"RTF {live['rtf']:.3f}.",
         "",
         f"Latency live reports: {lat['total']:.2f} ms = algorithmic {lat['algorithmic']:.2f} + buffering "
         f"{lat['buffering']:.2f} + device {lat['device']:.2f} (input {lat['device_parts']['input']:.2f}, output "
@@ -138,13 +142,13 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
         "Match with `denoise file`: the whole 10 s window aligned at one lag, and the median of its half-second "
         "pieces each aligned on its own (slipped frames shift the pieces after them by a frame each).",
         "",
-        "| window start, s | heard after, ms | client's own buffering, ms | live's path, ms | minus reported, ms "
+        "| window start, s | lag, ms | record streams' offset, ms | live's path, ms | minus reported, ms "
         "| match, whole window, dB SNR | match, half-second pieces (median), dB SNR |",
         "|---|---|---|---|---|---|---|",
     ]
     for w in result["windows"]:
         lines.append(
-            f"| {w['start_s']:.0f} | {w['delay_ms']:.3f} | {w['loop_own_ms']:.3f} | {w['path_ms']:.3f} "
+            f"| {w['start_s']:.0f} | {w['lag_ms']:.3f} | {w['offset_ms']:.3f} | {w['path_ms']:.3f} "
             f"| {w['path_ms'] - lat['total']:+.3f} | {w['snr_db']:.1f} | {w['piece_snr_db']:.1f} |"
         )
     return "\n".join(lines) + "\n"

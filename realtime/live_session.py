@@ -255,6 +255,8 @@ def serve(opts: LiveOptions, log: TextIO) -> dict[str, Any]:
         "virtual_mic": opts.virtual_mic,
         "recorded": recorded,
         "clock_slip_frames": session.stream.slipped if isinstance(session.stream, PulseStream) else 0,
+        "clock_slip_checks": session.stream.slip_checks if isinstance(session.stream, PulseStream) else 0,
+        "clock_slip_blocks": session.stream.slip_blocks if isinstance(session.stream, PulseStream) else [],
     }
     report = summary(session.bridge, meter, elapsed, about)
     if opts.json:

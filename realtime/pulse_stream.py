@@ -3,10 +3,11 @@ libpulse-simple, for `denoise live --virtual-mic`.
 
 It offers the part of sounddevice's Stream that live uses (start, stop, close, active, latency) and drives
 the same callback: a thread reads a block from the source, hands it to the callback and writes the
-callback's output to the sink. The two ends may run on different clocks (a sound card and a null sink, or
-two null sinks under load, differ by tens to hundreds of ppm): while input piles up, or the sink starves,
-the thread reads one frame more, or fewer, per block and stretches it onto the block (`ClockFollower`), so
-the latency stays where it settled instead of drifting until a drop. PortAudio reaches the server only through
+callback's output to the sink. The two ends may run on different clocks (a sound card and a null sink differ
+by tens to hundreds of ppm; on one PulseAudio server, live's input piled up 200-400 ppm faster than its null
+sink took its output, in `denoise bench virtual-mic`): while input piles up, or the sink starves, the thread
+reads one frame more, or fewer, per block and stretches it onto the block (`ClockFollower`), so the latency
+stays where it settled instead of drifting until a drop. PortAudio reaches the server only through
 ALSA's `pulse` device, whose duplex streams ran at about half speed on the machine this was written on.
 """
 
@@ -18,7 +19,7 @@ import ctypes.util
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,13 @@ MAX_BACKLOG_BLOCKS = 4  # more input than this waiting in the source's stream at
 PERSIST_CHECKS = 10  # ... this many in a row is dropped: latency stays bounded, and a burst passes untouched
 CHECK_BLOCKS = 10  # blocks between checks of the streams' latencies
 SLIP_WINDOW_S = 5.0  # the input backlog's floor is its least over this long: clocks 100 ppm apart move it 0.5 ms
-SLIP_MARGIN_BLOCKS = 2.0  # a floor this far above the settled one takes a frame more per block until it falls;
+# a floor this far above the settled one takes a frame more per block until it falls: the path stays within a
+# quarter block (2.5 ms at live's 10 ms) of where it settled (a quiet server's floors vary by a few hundredths)
+SLIP_MARGIN_BLOCKS = 0.25
 SLIP_FALL_BLOCKS = 0.25  # one that has not fallen this much after a window of slipping is the server's own
 # latency moving (PipeWire's quantum follows its clients' requests), not input piling up
 SLIP_PLAYBACK_BLOCKS = 1.0  # output queued below this with no extra input waiting takes a frame fewer per block
+MAX_SLIPS_KEPT = 4096  # blocks where slipping began that live's summary lists
 SETTLE_BLOCKS = 20  # start() waits for this many blocks in a row served on time ...
 SETTLE_TIMEOUT_S = 5.0  # ... or this long
 
@@ -195,15 +199,15 @@ def stretch(frames: np.ndarray, length: int) -> np.ndarray:
     return np.interp(position, np.arange(len(frames)), frames[:, 0]).astype(np.float32)[:, None]
 
 
-def settle(record: Connection, playback: Connection, block: int, rate: int) -> None:
-    """Pass silence from a fresh record stream to a fresh playback stream until the server serves both
+def settle(records: Sequence[Connection], playback: Connection, block: int, rate: int) -> None:
+    """Pass silence from fresh record streams to a fresh playback stream until the server serves them all
     steadily. Fresh streams stall for a second or two (a null sink renders ahead while it has no client, and
     a monitor's first data comes late), which would otherwise shift the first seconds against the rest."""
     silence = np.zeros(block, np.float32)
     steady, deadline = 0, time.monotonic() + SETTLE_TIMEOUT_S
     while steady < SETTLE_BLOCKS and time.monotonic() < deadline:
         began = time.monotonic()
-        if not record.read(silence):
+        if not all(record.read(silence) for record in records):
             return  # the caller's first read reports it
         silence[:] = 0.0
         if not playback.write(silence):
@@ -237,6 +241,8 @@ class PulseStream:
         self._clocks = ClockFollower(checks)
         self._latencies: collections.deque[tuple[float, float]] = collections.deque(maxlen=checks)
         self.slipped = 0  # net frames taken from the source beyond one block per block (clock correction)
+        self.slip_checks = 0  # checks after which a frame more or fewer was taken per block ...
+        self.slip_blocks: list[int] = []  # ... and the first block of each of them (the first MAX_SLIPS_KEPT)
         self._connect()  # now, so that a missing source or sink is reported before anything starts
         self.close()
 
@@ -286,6 +292,10 @@ class PulseStream:
                 backlog, queued = (seconds * self.rate / self.block for seconds in now)
                 status.input_overflow = self._bound_backlog(backlog)
                 frames = self.block + (0 if status.input_overflow else self._clocks.check(backlog, queued))
+                if frames != self.block:
+                    self.slip_checks += 1
+                    if len(self.slip_blocks) < MAX_SLIPS_KEPT:
+                        self.slip_blocks.append(blocks)
             blocks += 1
             self.slipped += frames - self.block
             if not record.read(read[:frames]):
@@ -300,7 +310,7 @@ class PulseStream:
 
     def _settle(self) -> None:
         assert self._record is not None and self._playback is not None
-        settle(self._record, self._playback, self.block, self.rate)
+        settle([self._record], self._playback, self.block, self.rate)
         self._drop_input(self._record.latency() * self.rate / self.block)
 
     def _bound_backlog(self, queued: float) -> bool:
