@@ -39,6 +39,7 @@ from realtime.ring import RingBuffer
 
 RING_SECONDS = 2.0  # ring capacity: a stall this long is absorbed before input is dropped
 XRUN_TIMES = 4096  # the callback's own xruns whose times it keeps (for matching them with the server's)
+CPU_EVERY = 64  # the callback reads its thread's CPU time every this many callbacks (a system call each)
 WAKE_TIMEOUT_S = 0.1  # the worker also checks for work and for `stop` this often
 
 
@@ -140,7 +141,8 @@ class Bridge:
 
     Each counter is written by one thread only: the callback (`callbacks`, `frames`, `odd_blocks`,
     `device_xruns`, `underruns`/`underrun_frames`, `overruns`/`overrun_frames`, `skipped`,
-    `record_dropped`, `xrun_times`/`timed_xruns`) or the worker (the rest), so they need no locks.
+    `record_dropped`, `xrun_times`/`timed_xruns`, the callback's CPU time) or the worker (the rest), so they need
+    no locks.
     """
 
     def __init__(
@@ -179,6 +181,9 @@ class Bridge:
         self.skip_target = 0  # late output frames the callback is to discard in all
         self.frames_processed = 0
         self.compute_s = array("d")  # worker time per serviced batch
+        self.callback_cpu_s = 0.0  # CPU time of the callback's thread since the first callback
+        self._callback_cpu_start = 0.0
+        self.worker_cpu_s = 0.0  # CPU time of the worker's thread, once it stopped
         self.energy_in = self.energy_out = 0.0  # sums of squares of processed input and output
         self.realtime = False
         self._stop = False
@@ -218,6 +223,10 @@ class Bridge:
         self.frames += frames
         if frames != self.block:
             self.odd_blocks += 1
+        if self.callbacks == 1:  # the thread may be the audio server's, busy for others before the stream
+            self._callback_cpu_start = time.thread_time()
+        elif self.callbacks % CPU_EVERY == 0:
+            self.callback_cpu_s = time.thread_time() - self._callback_cpu_start
         if xrun and self.timed_xruns < XRUN_TIMES:
             self.xrun_times[self.timed_xruns] = time.monotonic()
             self.timed_xruns += 1
@@ -252,6 +261,7 @@ class Bridge:
         while not self._stop:
             self.woken(WAKE_TIMEOUT_S)
             self.service()
+        self.worker_cpu_s = time.thread_time()
 
     def service(self) -> None:
         """Undo xruns, then denoise everything the callback has delivered, until what remains is short of a

@@ -70,6 +70,14 @@ class Meter:
         wall = now[0] - self._first[0]
         return 100 * (now[1] - self._first[1]) / wall if wall else 0.0
 
+    def cpu_split(self) -> dict[str, float]:
+        """`cpu_percent` by thread: the audio callback's (with the audio server's and PortAudio's work on
+        it), the engine worker's (once it stopped) and the rest (the status line, recorder, start-up)."""
+        total, wall = self.cpu_percent, time.perf_counter() - self._first[0]
+        b = self.bridge
+        callback, engine = (100 * s / wall if wall else 0.0 for s in (b.callback_cpu_s, b.worker_cpu_s))
+        return {"callback": callback, "engine": engine, "rest": total - callback - engine}
+
     @property
     def latency(self) -> dict[str, Any]:
         """The latency split now: a device's latency may be measured as it runs (`device_latency_s()`)."""
@@ -138,6 +146,7 @@ def summary(bridge: Bridge, meter: Meter, seconds: float, extra: dict[str, Any])
         "compute_ms": {k: stats[k] for k in ("p50", "p99", "max")},
         "rtf": stats["rtf"],
         "cpu_percent": meter.cpu_percent,
+        "cpu_percent_threads": meter.cpu_split(),
         "noise_removed_db": db(bridge.energy_in / bridge.energy_out) if bridge.energy_in and bridge.energy_out else 0.0,
         "realtime_priority": bridge.realtime,
         "record_dropped_frames": bridge.record_dropped,
@@ -163,7 +172,8 @@ def format_summary(s: dict[str, Any]) -> str:
             f" + device {lat['device']:.2f}",
             f"compute per block p50 {comp['p50']:.3f} ms, p99 {comp['p99']:.3f} ms, max {comp['max']:.3f} ms;"
             f" RTF {s['rtf']:.3f}; realtime priority {'yes' if s['realtime_priority'] else 'no'}",
-            f"noise removed {s['noise_removed_db']:.1f} dB",
+            f"noise removed {s['noise_removed_db']:.1f} dB; cpu {s['cpu_percent']:.1f} % of a core (audio callback"
+            f" {(c := s['cpu_percent_threads'])['callback']:.1f}, engine {c['engine']:.1f}, the rest {c['rest']:.1f})",
         ]
         + (
             [f"gate closed {g['closed_s']:.1f} s (threshold {g['threshold_db']:g} dB, hold {g['hold_ms']:g} ms)"]

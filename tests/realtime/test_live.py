@@ -281,6 +281,10 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     summary = json.loads(summary_path.read_text())
     assert summary["block_size"] == PERIOD
     assert 0 < summary["cpu_percent"] < 100 * (os.cpu_count() or 1)  # the whole run's, as the status line shows it
+    # Its split by thread: both audio threads did work, and they are part of the process's (the callback's
+    # reading is at most CPU_EVERY callbacks old, so it can only fall short)
+    split = summary["cpu_percent_threads"]
+    assert split["callback"] > 0 and split["engine"] > 0 and split["rest"] >= 0, split
     # No xruns of live's own buffering, and every device xrun it saw is one the server logged. A cycle that a
     # client finished late (live's "rtdenoise" included) is the machine's scheduling, not behaviour: on a busy
     # VM the server's own timer thread and JACK's C example client are late too. `denoise bench latency
