@@ -37,6 +37,11 @@ def pactl(*args: str) -> str:
         raise AudioError(f"pactl {args[0]}: no answer from the sound server in {PACTL_TIMEOUT_S:g} s") from None
     if done.returncode != 0:
         reason = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[-1]
+        if "pa_context_connect" in reason:  # what pactl says when no server listens
+            raise AudioError(
+                "--virtual-mic needs a running PulseAudio or PipeWire server and none answered (start one: "
+                f"`systemctl --user start pipewire-pulse` or `pulseaudio --start`); pactl {args[0]}: {reason}"
+            )
         raise AudioError(f"pactl {args[0]}: {reason}")
     return done.stdout
 
