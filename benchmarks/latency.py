@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="run time per period (default 30)")
     p.add_argument("--headroom", type=int, nargs="+", default=[1], help="`denoise live --headroom` values (default 1)")
     p.add_argument("--hops-per-run", type=int, nargs="+", default=[1], help="`denoise live --hops-per-run` values")
+    p.add_argument(
+        "--engine-in",
+        nargs="+",
+        choices=("worker", "callback"),
+        default=["worker"],
+        help="`denoise live --engine-in` values (default worker)",
+    )
     p.add_argument("--model", help="ONNX model file or shipped model name for live (default: default)")
     p.add_argument("--soak", type=float, metavar="SECONDS", help="one run of this length at the first period")
     p.add_argument(
@@ -105,7 +112,7 @@ def loudest_second(reference: np.ndarray, rate: int) -> tuple[int, int]:
 
 def measure(
     period: int,
-    options: dict[str, int],
+    options: dict[str, int | str],
     seconds: float,
     rate: int,
     signal: np.ndarray,
@@ -205,15 +212,17 @@ def run(args: argparse.Namespace) -> int:
     context = {"header": header(threads, model), "rate": args.rate}
     suffix = ("" if model == default_model_path() else f"-{model.stem}") + ("-sync" if args.sync else "")
     if args.soak:
-        options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0], "model": str(model)}
+        options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0], "engine_in": args.engine_in[0]}
+        options["model"] = str(model)
         result = measure(args.periods[0], options, args.soak, args.rate, signal, reference, args.sync)
         document = {**context, "load_after": os.getloadavg(), "soak": result, "drift": drift(result)}
         write_soak(document, args.out / f"live-soak-{round(args.soak / 60)}min{suffix}")
     else:
         context["stalls"] = scheduling_stalls()
         rows = []
-        for period, hops, headroom in itertools.product(args.periods, args.hops_per_run, args.headroom):
-            options = {"headroom": headroom, "hops_per_run": hops, "model": str(model)}
+        grid = itertools.product(args.periods, args.hops_per_run, args.headroom, args.engine_in)
+        for period, hops, headroom, engine_in in grid:
+            options = {"headroom": headroom, "hops_per_run": hops, "engine_in": engine_in, "model": str(model)}
             rows.append(measure(period, options, args.seconds, args.rate, signal, reference, args.sync))
             print(table_row(rows[-1]), file=sys.stderr)
         document = {**context, "load_after": os.getloadavg(), "runs": rows}
@@ -247,6 +256,11 @@ def cpu_by_thread(live: dict) -> str:
     """The soak's split of live's CPU by thread ('' for a run from before live recorded it)."""
     if "cpu_percent_threads" not in live:
         return ""
+    if live.get("engine_in") == "callback":
+        return (
+            ": the audio callback's thread, with the engine in it, {callback:.1f} % (JACK's process thread: "
+            "libjack's, PortAudio's and sounddevice's work on it too), the rest {rest:.1f} %"
+        ).format(**live["cpu_percent_threads"])
     return (
         ": the audio callback's thread {callback:.1f} % (JACK's process thread: libjack's, PortAudio's and "
         "sounddevice's work on it, and live's callback), the engine worker's {engine:.1f} %, the rest {rest:.1f} %"
@@ -262,7 +276,7 @@ def table_row(r: dict) -> str:
     alone = f" ({r['own_incidents']['alone']} alone)" if "own_incidents" in r else ""
     return (
         f"| {r['period']} ({r['period_ms']:.2f} ms{', sync' if r.get('sync') else ''}) | {r['hops_per_run']} "
-        f"| {r['headroom']} "
+        f"| {headroom(r)} "
         f"| {span(r['measured_ms'])} ms | {lat['through']:.2f} ms "
         f"| {lat['algorithmic']:.2f} | {lat['buffering']:.2f} = {parts['ring']:.2f} / {parts['resampling']:.2f} / "
         f"{parts['engine']:.2f} | {lat['device']:.2f} / {r['device_jack_ms']:.2f} | **{r['total_jack_ms']:.2f}** "
@@ -270,6 +284,11 @@ def table_row(r: dict) -> str:
         f"| {cpu} "
         f"| {live['xruns']['total']} / {r['own_xruns']}{alone} | {server_xruns(r)} |"
     )
+
+
+def headroom(r: dict) -> str:
+    """The run's headroom, and where its engine ran when that was the callback."""
+    return f"{r['headroom']}" + (", engine in the callback" if r.get("engine_in") == "callback" else "")
 
 
 def span(measured: dict[str, float]) -> str:
@@ -285,7 +304,7 @@ def verdict(rows: list[dict], key: str, what: str) -> str:
     lat = best["live"]["latency_ms"]
     return (
         f"Lowest latency without {what}: period **{best['period']}**, {best['hops_per_run']} hop(s) per run, "
-        f"headroom {best['headroom']}: "
+        f"headroom {headroom(best)}: "
         f"**{best['total_jack_ms']:.2f} ms** end to end = algorithmic {lat['algorithmic']:.2f} + buffering "
         f"{lat['buffering']:.2f} + device {best['device_jack_ms']:.2f} ms "
         f"({'within' if best['total_jack_ms'] <= BUDGET_MS else 'over'} the {BUDGET_MS:.0f} ms budget)."
@@ -395,7 +414,7 @@ def write_soak(document: dict, stem: Path) -> None:
     lines = [
         *header_markdown(f"`denoise live` soak: {minutes:.0f} minutes through JACK", document["header"]),
         f"JACK dummy backend at {document['rate']} Hz, period {r['period']} frames; `denoise live --headroom "
-        f"{r['headroom']} --hops-per-run {r['hops_per_run']}` (load average "
+        f"{r['headroom']} --hops-per-run {r['hops_per_run']} --engine-in {r.get('engine_in', 'worker')}` (load average "
         f"{document['load_after'][0]:.1f} at the end; {document['header']['load_average'][0]:.1f} at the start).",
         "",
         f"Issue 5 asks for 0 xruns and a drift within one block: xruns **{met(live['xruns']['total'] == 0)}**, "

@@ -7,6 +7,11 @@ rate, runs the engine on whole hops and resamples back. Until a run's input is c
 produce no output, so waking it only then changes nothing but the number of wake-ups (at 64-frame periods
 at 48 kHz, two in three).
 
+Or the callback does the worker's part itself (`in_callback`), between storing its input and taking its output:
+no thread, no wake-ups, no second thread's caches to refill, and one block less latency (a callback's own
+input can come out in the same callback); but a run that outlasts the period is at once an xrun, where the
+worker has `headroom` more periods of slack.
+
 Constant latency. `out_ring` starts with `prefill` frames of silence: the fewest with which a worker
 that has processed everything up to the previous callback never leaves the callback short (see
 `min_prefill`), plus `headroom` blocks, each giving the worker one more period against scheduling
@@ -104,10 +109,12 @@ def phase_grid(chain: Chain) -> int:
     return run_frames // math.gcd(run_frames, chain.engine.sample_rate)
 
 
-def min_prefill(chain: Chain, block: int) -> int:
+def min_prefill(chain: Chain, block: int, in_callback: bool = False) -> int:
     """Fewest silent frames to start `out_ring` with, for callbacks of `block` frames and a worker that
-    has processed all input up to the previous callback: max over k of (k+1)*block - output(k*block)."""
-    return max((k + 1) * block - chain.output_count(k * block) for k in range(4096))
+    has processed all input up to the previous callback: max over k of (k+1)*block - output(k*block); for the
+    engine run inside the callback (`in_callback`), all input up to this one: output((k+1)*block)."""
+    behind = 0 if in_callback else 1
+    return max((k + 1) * block - chain.output_count((k + 1 - behind) * block) for k in range(4096))
 
 
 def set_realtime(priority: int) -> bool:
@@ -152,11 +159,13 @@ class Bridge:
         channel: int | None = None,
         headroom: int = 0,
         record: bool = False,
+        in_callback: bool = False,
     ) -> None:
         self.chain = chain
         self.block = block
         self.channel = channel
-        self.prefill = min_prefill(chain, block) + headroom * block
+        self.in_callback = in_callback
+        self.prefill = min_prefill(chain, block, in_callback) + headroom * block
         self.grid = phase_grid(chain)
         capacity = round(RING_SECONDS * chain.rate) + self.prefill
         self.in_ring = RingBuffer(capacity)
@@ -205,6 +214,8 @@ class Bridge:
         if xrun:
             self.overruns += 1
             self.overrun_frames += frames - stored
+        if self.in_callback:
+            self.service()
         play = self._play[:frames]
         owed = self.skip_target - self.skipped
         if owed > 0:
@@ -225,12 +236,14 @@ class Bridge:
             self.odd_blocks += 1
         if self.callbacks == 1:  # the thread may be the audio server's, busy for others before the stream
             self._callback_cpu_start = time.thread_time()
+            if self.in_callback:  # the engine runs at the audio thread's priority, whatever the server gave it
+                self.realtime = os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR)
         elif self.callbacks % CPU_EVERY == 0:
             self.callback_cpu_s = time.thread_time() - self._callback_cpu_start
         if xrun and self.timed_xruns < XRUN_TIMES:
             self.xrun_times[self.timed_xruns] = time.monotonic()
             self.timed_xruns += 1
-        if xrun or self.in_ring.available() >= self.wake_frames:
+        if not self.in_callback and (xrun or self.in_ring.available() >= self.wake_frames):
             try:
                 os.write(self._wake_w, b"\0")
             except BlockingIOError:  # the worker has a wake-up pending already
@@ -238,6 +251,9 @@ class Bridge:
 
     # -- worker thread ---------------------------------------------------------------------------------
     def start(self, priority: int = 0) -> None:
+        """Start the engine worker (none when the engine runs in the callback)."""
+        if self.in_callback:
+            return
         self._thread = threading.Thread(target=self._run, args=(priority,), name="denoise-engine", daemon=True)
         self._thread.start()
 

@@ -74,6 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "for N-1 hops (2 ms each) more latency",
     )
     p.add_argument(
+        "--engine-in",
+        choices=("worker", "callback"),
+        default="worker",
+        help="where the model runs: a worker thread (default), or the audio callback itself: one block less "
+        "latency and less CPU, but no slack: a run that outlasts a block is an xrun (--headroom adds latency only)",
+    )
+    p.add_argument(
         "--priority",
         type=bounded(int, 0, 99),
         default=1,
@@ -137,6 +144,7 @@ def run_live(args: argparse.Namespace) -> int:
         block_size=args.block_size,
         headroom=args.headroom,
         hops_per_run=args.hops_per_run,
+        in_callback=args.engine_in == "callback",
         priority=args.priority,
         model=args.model,
         dry=args.dry,

@@ -149,6 +149,7 @@ def summary(bridge: Bridge, meter: Meter, seconds: float, extra: dict[str, Any])
         "cpu_percent_threads": meter.cpu_split(),
         "noise_removed_db": db(bridge.energy_in / bridge.energy_out) if bridge.energy_in and bridge.energy_out else 0.0,
         "realtime_priority": bridge.realtime,
+        "engine_in": "callback" if bridge.in_callback else "worker",
         "record_dropped_frames": bridge.record_dropped,
         "gate": gate_summary(bridge.chain.gate),
         "compute_histogram": {"edges_ms": HISTOGRAM_EDGES_MS.tolist(), "counts": counts.tolist()},
@@ -173,7 +174,9 @@ def format_summary(s: dict[str, Any]) -> str:
             f"compute per block p50 {comp['p50']:.3f} ms, p99 {comp['p99']:.3f} ms, max {comp['max']:.3f} ms;"
             f" RTF {s['rtf']:.3f}; realtime priority {'yes' if s['realtime_priority'] else 'no'}",
             f"noise removed {s['noise_removed_db']:.1f} dB; cpu {s['cpu_percent']:.1f} % of a core (audio callback"
-            f" {(c := s['cpu_percent_threads'])['callback']:.1f}, engine {c['engine']:.1f}, the rest {c['rest']:.1f})",
+            f"{' with the engine' if s['engine_in'] == 'callback' else ''}"
+            f" {(c := s['cpu_percent_threads'])['callback']:.1f}, engine thread {c['engine']:.1f},"
+            f" the rest {c['rest']:.1f})",
         ]
         + (
             [f"gate closed {g['closed_s']:.1f} s (threshold {g['threshold_db']:g} dB, hold {g['hold_ms']:g} ms)"]

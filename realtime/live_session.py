@@ -52,6 +52,7 @@ class LiveOptions:
     block_size: int | None = None  # None: the JACK period under JACK, else DEFAULT_BLOCK
     headroom: int = 1  # extra blocks of output buffering: each gives the worker one more period
     hops_per_run: int = 1
+    in_callback: bool = False  # run the engine inside the audio callback instead of a worker thread
     priority: int = 1
     model: str | None = None
     dry: float = 0.0
@@ -182,7 +183,7 @@ def open_session(opts: LiveOptions) -> Session:
     gate = None if opts.gate_db is None else VoiceGate(opts.gate_db, opts.gate_hold_ms, engine.sample_rate)
     chain = Chain(engine, rate, opts.hops_per_run, gate)
     channel = 0 if opts.virtual_mic else opts.channel  # the server's source is mono
-    bridge = Bridge(chain, block, channel, opts.headroom, opts.record is not None)
+    bridge = Bridge(chain, block, channel, opts.headroom, opts.record is not None, opts.in_callback)
     if opts.virtual_mic:
         stream = PulseStream(rate, block, source.name, sink.name, bridge.callback, opts.priority + 1)
         description = f"{source.name} into the virtual mic {opts.virtual_mic} at {rate} Hz, {block}-frame blocks"

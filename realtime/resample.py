@@ -4,23 +4,40 @@ Live audio needs a resampler whose delay is small and constant: soxr's streaming
 several milliseconds of output, which would dominate the live latency budget. This one is a textbook
 polyphase FIR (Kaiser-windowed sinc): each output sample is produced as soon as the input sample it
 lines up with has arrived, and the output lags the input by exactly `delay` seconds (the filter's
-group delay), whatever the chunking.
+group delay), whatever the chunking. The filter is one compiled loop (numba) for every ratio: at live's
+callbacks of a few dozen samples numpy's per-call dispatch cost more than the arithmetic.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 STOPBAND_DB = 60.0  # alias/image rejection beyond the transition band
 TRANSITION_HZ = 4000.0  # transition width, centred on half the lower rate: short filter, ~1 ms round trip
 
 
-def _windows(buf: np.ndarray, taps: int) -> np.ndarray:
-    """Every run of `taps` consecutive samples of the contiguous float32 `buf`, as rows of a view (no copy;
-    numpy's sliding_window_view costs more in its checks than the filtering does at a 64-frame callback)."""
-    return np.ndarray((len(buf) - taps + 1, taps), np.float32, buf, 0, (buf.itemsize, buf.itemsize))
+@numba.njit(cache=True, nogil=True)
+def _filter(history, x, branches, up, down, start, first, end, y):  # noqa: ANN001, ANN202 (numba)
+    """Outputs `first`..`end`-1 of the stream into `y`: output m is branch (m*down mod up) applied to the `taps`
+    inputs ending at input m*down // up, where `history` (the last taps-1 inputs) then `x` hold inputs from
+    `start` on. One loop for every ratio, so each output's sum is the same whatever the chunking."""
+    taps = branches.shape[1]
+    past = history.shape[0]
+    for m in range(first, end):
+        pos = m * down
+        newest = pos // up - start  # in history + x
+        branch = pos % up
+        acc = 0.0
+        for k in range(taps):
+            i = newest - taps + 1 + k
+            acc += branches[branch, k] * (history[i] if i < past else x[i - past])
+        y[m - first] = acc
+    keep = min(past, x.shape[0])  # the new history: the last taps-1 inputs of history + x
+    history[: past - keep] = history[keep:].copy()
+    history[past - keep :] = x[x.shape[0] - keep :]
 
 
 class Resampler:
@@ -44,6 +61,7 @@ class Resampler:
         self._branches = proto.reshape(self.taps, self.up).T[:, ::-1].astype(np.float32)
         self.delay = (length - 1) / 2 / rate_up  # seconds: linear-phase group delay
         self.reset()
+        self.process(np.zeros(0, np.float32))  # loads (or compiles) the filter here, not in a live callback
 
     def reset(self) -> None:
         """Start a new stream (silence before it)."""
@@ -62,31 +80,11 @@ class Resampler:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """The next output samples for the next input chunk (1-D float32)."""
-        x = np.asarray(x, np.float32)
-        buf = np.concatenate([self._history, x])
-        start = self._inputs - len(self._history)  # the stream index of buf[0]
+        x = np.ascontiguousarray(x, np.float32)
+        start = self._inputs - len(self._history)  # the stream index of the history's first sample
         self._inputs += len(x)
         end = self.output_count(self._inputs)
-        if end == self._outputs:  # too little input for another output
-            y = np.zeros(0, np.float32)
-        elif self.up == 1:  # decimation: every `down`-th window, one branch (a matrix-vector product)
-            y = self._decimate(buf, start, end)
-        elif self.down == 1:  # interpolation: every window, all branches (one matrix product)
-            y = (_windows(buf, self.taps) @ self._branches.T).reshape(-1)
-        else:
-            y = self._polyphase(buf, start, end)
+        y = np.empty(end - self._outputs, np.float32)
+        _filter(self._history, x, self._branches, self.up, self.down, start, self._outputs, end, y)
         self._outputs = end
-        self._history = buf[len(buf) - (self.taps - 1) :]
-        return y.astype(np.float32, copy=False)
-
-    def _decimate(self, buf: np.ndarray, start: int, end: int) -> np.ndarray:
-        first = self._outputs * self.down - start - (self.taps - 1)  # window of the first output, in buf
-        last = first + (end - self._outputs - 1) * self.down
-        return _windows(buf, self.taps)[first : last + 1 : self.down] @ self._branches[0]
-
-    def _polyphase(self, buf: np.ndarray, start: int, end: int) -> np.ndarray:
-        """Any ratio: each output's window and branch picked by index."""
-        pos = np.arange(self._outputs, end, dtype=np.int64) * self.down  # positions at the upsampled rate
-        newest = pos // self.up - start  # index in buf of each output's newest input
-        window = newest[:, None] + np.arange(1 - self.taps, 1)[None, :]
-        return np.einsum("ij,ij->i", buf[window], self._branches[pos % self.up])
+        return y

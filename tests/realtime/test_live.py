@@ -55,8 +55,8 @@ def test_resampler_delay_is_exact_whatever_the_chunking() -> None:
 @pytest.mark.parametrize(("rate_in", "rate_out"), [(48000, 16000), (16000, 48000), (32000, 16000), (44100, 16000)])
 def test_resampler_equals_the_textbook_polyphase_filter_whatever_the_chunking(rate_in: int, rate_out: int) -> None:
     """Output n is sum_j h[j] * x_up[n*down - j] (x_up: the input with up-1 zeros after each sample, h: the
-    prototype low-pass, read back from the resampler's branches), over random chunkings with empty chunks;
-    whole-factor ratios take their own (matrix product) paths, 44.1 kHz the general one."""
+    prototype low-pass, read back from the resampler's branches), over random chunkings with empty chunks, for
+    decimation, interpolation and a ratio of neither kind."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal(6000).astype(np.float32)
     cuts = np.cumsum(rng.integers(0, 300, 60))
@@ -135,6 +135,28 @@ def test_the_callback_wakes_the_worker_only_for_a_whole_run_and_the_output_is_th
     callbacks = len(x) // block
     run_frames = 32 * RATE // 16000
     assert wakes == pytest.approx(callbacks * min(block / run_frames, 1), abs=2)
+
+
+@pytest.mark.parametrize(("block", "hops_per_run"), [(32, 1), (64, 1), (100, 1), (256, 1), (64, 3)])
+def test_the_engine_in_the_callback_plays_the_workers_output_a_smaller_prefill_sooner(
+    block: int, hops_per_run: int
+) -> None:
+    """Run inside the callback, with no worker pass, the engine never underruns and plays the worker's output
+    sample for sample, only earlier, by the prefill it saves (the delay as reported), which is its smallest."""
+    x = (np.random.default_rng(2).standard_normal(RATE // 2) * 0.1).astype(np.float32)
+    x[RATE // 4] = 0.9
+    inline = Bridge(Chain(Denoiser(block_size=32), RATE, hops_per_run), block, 0, in_callback=True)
+    worker = Bridge(Chain(Denoiser(block_size=32), RATE, hops_per_run), block, 0)
+    y = run_blocks(inline, x, serve=np.zeros(len(x) // block, bool))
+    assert inline.xruns == 0 and not inline.woken()  # nothing for a worker: no wake-ups
+    saved = worker.prefill - inline.prefill
+    assert inline.prefill == min_prefill(inline.chain, block, in_callback=True) and saved > 0
+    np.testing.assert_array_equal(y[: len(y) - saved], run_blocks(worker, x)[saved:])
+    assert worker.latency_frames() - inline.latency_frames() == saved
+    silent = Bridge(Chain(Denoiser(block_size=32), RATE, hops_per_run), block, 0, in_callback=True)
+    silent.out_ring.read_into(np.zeros((1, 1), np.float32))  # one frame less than its prefill
+    run_blocks(silent, np.zeros(RATE // 10, np.float32), serve=np.zeros(RATE // 10 // block, bool))
+    assert silent.underruns > 0
 
 
 def test_prefill_is_the_smallest_that_holds() -> None:
@@ -266,25 +288,27 @@ def played_and_recorded(server: JackServer, audio: np.ndarray, frames: int) -> L
     return loop
 
 
+@pytest.mark.parametrize("engine_in", ["worker", "callback"])
 def test_live_output_matches_the_file_engine_at_the_reported_latency(
-    jack_server: JackServer, noisy48: np.ndarray, file_engine_output: np.ndarray, tmp_path: Path
+    jack_server: JackServer, noisy48: np.ndarray, file_engine_output: np.ndarray, tmp_path: Path, engine_in: str
 ) -> None:
     summary_path = tmp_path / "live.json"
     earlier_xruns = len(jack_server.xrun_events())
     # Live runs until the test has played and recorded everything, however long connecting takes on a busy
     # machine (a fixed --duration once ended it before the last second of the signal had reached it).
-    proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path)
+    proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path, "--engine-in", engine_in)
     loop = played_and_recorded(jack_server, noisy48, len(noisy48) + RATE // 5)
     proc.send_signal(signal.SIGINT)
     code, err = finish(proc)
     assert code == 0, err
     summary = json.loads(summary_path.read_text())
-    assert summary["block_size"] == PERIOD
+    assert summary["block_size"] == PERIOD and summary["engine_in"] == engine_in
     assert 0 < summary["cpu_percent"] < 100 * (os.cpu_count() or 1)  # the whole run's, as the status line shows it
-    # Its split by thread: both audio threads did work, and they are part of the process's (the callback's
-    # reading is at most CPU_EVERY callbacks old, so it can only fall short)
+    # Its split by thread: the audio threads did work (the worker's none when the callback runs the engine),
+    # and they are part of the process's (the callback's reading is at most CPU_EVERY callbacks old, so it can
+    # only fall short)
     split = summary["cpu_percent_threads"]
-    assert split["callback"] > 0 and split["engine"] > 0 and split["rest"] >= 0, split
+    assert split["callback"] > 0 and (split["engine"] > 0) == (engine_in == "worker") and split["rest"] >= 0, split
     # No xruns of live's own buffering, and every device xrun it saw is one the server logged. A cycle that a
     # client finished late (live's "rtdenoise" included) is the machine's scheduling, not behaviour: on a busy
     # VM the server's own timer thread and JACK's C example client are late too. `denoise bench latency
