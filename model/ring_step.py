@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ChannelNorm, ConvTasNet
+from model.int8 import int8_columns
 
 
 def lags(config: TasNetConfig) -> list[list[int]]:
@@ -195,10 +196,11 @@ def stream_error(
     return worst, runs
 
 
-def step_arrays(model: ConvTasNet) -> dict[str, np.ndarray]:
+def step_arrays(model: ConvTasNet, int8: bool = False) -> dict[str, np.ndarray]:
     """The short-run form's parameters as the compiled step takes them (`realtime.model_file.STEP_ARRAYS`):
     RingStep's folded weights, each block's skip and residual convs side by side (the last block's residual
-    zeros), the decoder's two halves side by side, activations as per-channel slopes."""
+    zeros), the decoder's two halves side by side, activations as per-channel slopes. `int8`: the blocks' convs
+    `in_w` and `out_w` as int8 with their `in_scale` and `out_scale` (a model that `snap_to_int8` made)."""
     s = RingStep(model, max_hops=1)
     c = s.config
     blocks = len(s.activations)
@@ -234,7 +236,11 @@ def step_arrays(model: ConvTasNet) -> dict[str, np.ndarray]:
         "decoder": torch.cat([s.decoder_now, s.decoder_next], dim=1),
         "eps": torch.tensor([s.bottleneck_norm.eps, *(n.eps for n in s.norms)]),
     }
-    return {
+    arrays = {
         name: np.ascontiguousarray(t.detach().numpy().astype(np.int64 if name == "lags" else np.float32))
         for name, t in tensors.items()
     }
+    if int8:
+        for name in ("in_w", "out_w"):
+            arrays[name], arrays[name.replace("_w", "_scale")] = int8_columns(arrays[name])
+    return arrays

@@ -24,7 +24,10 @@ N, B, H: its channels; norms as (2, C) gamma then beta):
 current frame), `past_w` (P-1, H) and `past_b` (H,) (the depthwise weights on the frames `lags` back, divided
 by that weight), `slope2`, `norm2`, `out_w` (H, 2B) (the skip conv, then the residual conv; the last
 block's residual zeros); `skip_b` (B,), `mask_slope` (B,), `mask_w` (B, N), `mask_b` (N,); `decoder` (N, 2*hop) (the
-frame's first hop, then the overlap added to the next); `eps` (1 + 2*blocks,), every norm's in order.
+frame's first hop, then the overlap added to the next); `eps` (1 + 2*blocks,), every norm's in order. `in_w`
+and `out_w` may be int8 (`INT8_ARRAYS`), each column times its float32 scale in `in_scale` (blocks, H) and
+`out_scale` (blocks, 2B): the weights of an export on the int8 grid (`model.int8`; the sidecar's `weights`
+says so). A float32 file has no scales.
 """
 
 from __future__ import annotations
@@ -55,9 +58,11 @@ CHUNK, ENHANCED = "chunk", "enhanced"  # the graph's audio input and output
 ENCODER_STATE, DECODER_TAIL = "enc", "dec"
 RING_TAPS, RING_ACTIVATIONS = "taps", "activations"  # the short-run graphs' past and present depthwise inputs
 STEP_ARRAYS = (
-    "encoder", "norm0", "bottleneck", "bottleneck_b", "in_w", "in_b", "slope1", "norm1", "past_w", "past_b", "lags",
-    "slope2", "norm2", "out_w", "skip_b", "mask_slope", "mask_w", "mask_b", "decoder", "eps",
+    "encoder", "norm0", "bottleneck", "bottleneck_b", "in_w", "in_scale", "in_b", "slope1", "norm1", "past_w",
+    "past_b", "lags", "slope2", "norm2", "out_w", "out_scale", "skip_b", "mask_slope", "mask_w", "mask_b", "decoder",
+    "eps",
 )  # fmt: skip
+INT8_ARRAYS = {"in_w": "in_scale", "out_w": "out_scale"}  # int8 or float32, with a scale per column or none
 
 
 def output_name(state: str) -> str:
@@ -132,6 +137,7 @@ class Sidecar:
     state: dict[str, dict[str, Any]]
     opset: int
     verified_max_abs_error: float
+    weights: str = "float32"  # or on the int8 grid (`model.int8`), which every path of the file computes with
     training: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
     ring: dict[str, Any] | None = None
@@ -179,6 +185,7 @@ class Sidecar:
             ),
             "opset": self.opset,
             "verified_max_abs_error": self.verified_max_abs_error,
+            **({"weights": self.weights} if self.weights != "float32" else {}),  # files that do not say: float32
             "exported": self.exported,
             "training": self.training,
             "scores": self.scores,
@@ -198,6 +205,7 @@ class Sidecar:
             state={name: {**entry, "shape": entry["shape"]} for name, entry in state.items()},
             opset=int(doc.get("opset", 0)),
             verified_max_abs_error=float(doc.get("verified_max_abs_error", float("nan"))),
+            weights=str(doc.get("weights", "float32")),
             training=doc.get("training", {}),
             scores=doc.get("scores", {}),
             ring=_ring_entry(doc["ring"]) if "ring" in doc else None,
@@ -351,22 +359,35 @@ def _ring_problem(info: ModelInfo) -> str | None:
 
 
 def read_step(path: Path, hop: int, lags: list[list[int]], channels: int) -> dict[str, np.ndarray]:
-    """The compiled step's arrays from `path` (`STEP_ARRAYS`, float32 but `lags`), checked against the model's
-    hop and ring (AudioError naming the file if they do not fit)."""
+    """The compiled step's arrays from `path` (`STEP_ARRAYS`: float32 but `lags` and int8 weights; scales of one
+    for float32 weights), checked against the model's hop and ring (AudioError naming the file if they do not
+    fit)."""
     try:
         with np.load(path) as arrays:
-            values = {name: np.ascontiguousarray(arrays[name]) for name in STEP_ARRAYS}
+            values = {name: np.ascontiguousarray(arrays[name]) for name in STEP_ARRAYS if name in arrays}
+        missing = [name for name in STEP_ARRAYS if name not in values and name not in INT8_ARRAYS.values()]
+        if missing:
+            raise KeyError(f"{missing[0]} is missing")
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise AudioError(f"{path}: not a valid step file ({type(exc).__name__}: {exc})") from None
-    values = {name: v.astype(np.int64 if name == "lags" else np.float32, copy=False) for name, v in values.items()}
+    for name, scale in INT8_ARRAYS.items():
+        if (values[name].dtype == np.int8) != (scale in values):
+            raise AudioError(f"{path}: not a valid step file ({name} is int8 exactly when {scale} is there)")
+        if scale not in values:  # float32 weights
+            values[scale] = np.ones(values[name].shape[:1] + values[name].shape[2:], np.float32)
+    values = {
+        name: v if name in INT8_ARRAYS and v.dtype == np.int8 else v.astype(np.int64 if name == "lags" else np.float32)
+        for name, v in ((name, values[name]) for name in STEP_ARRAYS)
+    }
     blocks, b, h = values["in_w"].shape if values["in_w"].ndim == 3 else (0, 0, 0)
     n = values["encoder"].shape[1] if values["encoder"].ndim == 2 else 0
     wanted = {
         "encoder": (2 * hop, n), "norm0": (2, n), "bottleneck": (n, b), "bottleneck_b": (b,),
-        "in_w": (blocks, b, h), "in_b": (blocks, h), "slope1": (blocks, h), "norm1": (blocks, 2, h),
-        "past_w": (blocks, len(lags[0]), h), "past_b": (blocks, h), "lags": (blocks, len(lags[0])),
-        "slope2": (blocks, h), "norm2": (blocks, 2, h), "out_w": (blocks, h, 2 * b), "skip_b": (b,),
-        "mask_slope": (b,), "mask_w": (b, n), "mask_b": (n,), "decoder": (n, 2 * hop), "eps": (1 + 2 * blocks,),
+        "in_w": (blocks, b, h), "in_scale": (blocks, h), "in_b": (blocks, h), "slope1": (blocks, h),
+        "norm1": (blocks, 2, h), "past_w": (blocks, len(lags[0]), h), "past_b": (blocks, h),
+        "lags": (blocks, len(lags[0])), "slope2": (blocks, h), "norm2": (blocks, 2, h), "out_w": (blocks, h, 2 * b),
+        "out_scale": (blocks, 2 * b), "skip_b": (b,), "mask_slope": (b,), "mask_w": (b, n), "mask_b": (n,),
+        "decoder": (n, 2 * hop), "eps": (1 + 2 * blocks,),
     }  # fmt: skip
     wrong = [f"{k} has shape {values[k].shape}, expected {s}" for k, s in wanted.items() if values[k].shape != s]
     if wrong:

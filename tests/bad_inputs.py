@@ -485,6 +485,18 @@ def _corrupted_step(root: Path) -> Case:
     return file_fails(root, sound(root), 2, ("model.step.npz", "not a valid step file"), "--model", str(model))
 
 
+def _step_without_scales(root: Path) -> Case:
+    """A step file whose int8 weights lost their scales (they would read as weights of up to 127)."""
+    model = _model(root, default_model_path().read_bytes(), sidecar=True)
+    step = root / "model.step.npz"
+    arrays = {k: v for k, v in np.load(step).items() if k != "in_scale"}
+    with open(step, "wb") as file:
+        np.savez(file, **arrays)
+    return file_fails(
+        root, sound(root), 2, ("model.step.npz", "in_w is int8 exactly when in_scale"), "--model", str(model)
+    )
+
+
 def _missing_model(root: Path) -> Case:
     model = _model(root, None, sidecar=True)
     return file_fails(root, sound(root), 2, ("model.onnx", "model file not found"), "--model", str(model))
@@ -789,6 +801,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: unknown output format": _unknown_format,
     "file: corrupted model file": _corrupted_model,
     "file: corrupted step file of the model": _corrupted_step,
+    "file: step file with int8 weights but no scales": _step_without_scales,
     "file: missing model file": _missing_model,
     "file: model without its sidecar JSON": _model_without_sidecar,
     "file: sidecar with a state shape reversed": _sidecar_changed(

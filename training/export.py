@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from model.config import TasNetConfig, config_from_dict
 from model.conv_tasnet import ConvTasNet
 from model.families import build
+from model.int8 import DESCRIPTION as INT8_DESCRIPTION
+from model.int8 import snap_to_int8
 from model.ring_step import RingStep, lags, step_arrays, stream_error
 from model.streaming import Streaming
 from realtime import compiled_step
@@ -175,6 +177,8 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     model.load_state_dict(payload["model"])
     model.eval()
     rings = RING_GRAPHS if isinstance(model, ConvTasNet) else ()  # the short-run form is Conv-TasNet's
+    if isinstance(model, ConvTasNet):  # what every path of the file computes with (see model.int8)
+        model = snap_to_int8(model)
     output.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as outputs:
         tmp_sidecar = outputs.enter_context(atomic_output(sidecar_path(output), protect=(checkpoint,)))
@@ -222,7 +226,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             error = max(error, ring_error)
         if tmp_step is not None:
             with open(tmp_step, "wb") as file:
-                np.savez(file, **step_arrays(model))
+                np.savez(file, **step_arrays(model, int8=True))
             step_error = verify_step(model, tmp_step)
             if not step_error <= TOLERANCE:
                 raise ExportError(
@@ -238,6 +242,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
             state=state_layout(model),
             opset=OPSET,
             verified_max_abs_error=error,
+            weights=INT8_DESCRIPTION if isinstance(model, ConvTasNet) else "float32",
             training={
                 "checkpoint": checkpoint.name,
                 "steps": payload.get("step"),

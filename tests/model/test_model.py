@@ -8,6 +8,7 @@ import torch
 
 from model.config import TasNetConfig
 from model.conv_tasnet import ChannelNorm, ConvTasNet
+from model.int8 import int8_columns, snap_to_int8
 from model.ring_step import RingStep, lags, stream_error
 
 SMALL = TasNetConfig(N=32, L=16, B=16, H=32, P=3, X=4, R=2)
@@ -119,3 +120,27 @@ def test_the_short_run_form_equals_streaming(config: TasNetConfig, max_hops: int
     total = max(5 * frames, 30 * max_hops)  # wraps the ring, and every run length comes up
     worst, runs = stream_error(model, step, max_hops, total, scale=0.3)
     assert runs == set(range(1, max_hops + 1)) and worst <= 1e-5
+
+
+def test_snapping_to_int8_puts_only_the_blocks_convs_on_the_grid_and_keeps_the_output() -> None:
+    """Each block's in, skip and residual conv has every output channel on a 255-level grid of its own (what the
+    compiled step stores as int8 and a scale); every other weight stays, and the output moves little."""
+    torch.manual_seed(0)
+    model = ConvTasNet(TasNetConfig(N=32, L=16, B=16, H=32, P=3, X=3, R=2)).eval()
+    snapped = snap_to_int8(model)
+    convs = {f"blocks.{i}.{c}.weight" for i in range(len(model.blocks)) for c in ("in_conv", "skip_conv", "res_conv")}
+    before, after = model.state_dict(), snapped.state_dict()
+    for name, weight in after.items():
+        if name not in convs:
+            assert torch.equal(weight, before[name]), name
+            continue
+        assert not torch.equal(weight, before[name]), name
+        q, scale = int8_columns(weight[:, :, 0].T.numpy())
+        assert q.dtype == np.int8 and np.abs(q).max() == 127
+        np.testing.assert_allclose(q * scale, weight[:, :, 0].T.numpy(), rtol=0, atol=1e-6 * scale.max())
+    with pytest.raises(ValueError, match="int8 grid"):
+        int8_columns(before["blocks.0.in_conv.weight"][:, :, 0].T.numpy())
+    wave = torch.randn(1, 4000) * 0.1
+    with torch.no_grad():
+        exact, approx = model(wave), snapped(wave)
+    assert 10 * torch.log10(exact.pow(2).sum() / (exact - approx).pow(2).sum()) > 30  # dB

@@ -10,6 +10,7 @@ import soundfile as sf
 from realtime.compiled_step import MAX_HOPS
 from realtime.engine import MAX_HOPS_PER_RUN, Denoiser, open_session
 from realtime.errors import AudioError
+from realtime.model_file import INT8_ARRAYS, load_model_info
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,27 @@ def test_the_compiled_step_equals_the_graphs(noisy, model_path, tmp_path) -> Non
     assert _largest_difference(compiled, main, noisy) <= 1e-5
     compiled.reset()
     assert _largest_difference(compiled, Denoiser(model_path, block_size=hop, compiled=False), noisy) <= 1e-5
+
+
+def test_a_float32_step_file_runs_as_its_int8_weights_do(noisy, model_path, tmp_path) -> None:
+    """The shipped model's step holds its blocks' convs as int8 with a scale per column; a step file of the same
+    weights as float32 without scales (as exports wrote before the int8 grid) runs through BLAS instead, to the
+    same output."""
+    import json
+    import shutil
+
+    info = load_model_info(model_path)
+    assert info.step["in_w"].dtype == info.step["out_w"].dtype == np.int8
+    assert json.loads(model_path.with_suffix(".json").read_text())["weights"].startswith("int8")
+    for path in model_path.parent.glob(f"{model_path.stem}.*"):
+        shutil.copy(path, tmp_path / path.name)
+    arrays = dict(np.load(model_path.with_name(f"{model_path.stem}.step.npz")))
+    for name, scale in INT8_ARRAYS.items():
+        arrays[name] = arrays[name] * arrays.pop(scale)[:, None, :]
+    np.savez(tmp_path / f"{model_path.stem}.step.npz", **arrays)
+    as_float = Denoiser(tmp_path / model_path.name, block_size=info.hop)
+    assert as_float.info.step["in_w"].dtype == np.float32 and type(as_float.runner).__name__ == "StepRunner"
+    assert _largest_difference(as_float, Denoiser(model_path, block_size=info.hop), noisy) <= 1e-5
 
 
 def test_the_compiled_step_gives_silence_and_starts_afresh_after_an_overflow(noisy, model_path) -> None:

@@ -236,6 +236,8 @@ def test_export_writes_a_verified_model_with_its_provenance(tmp_path, speech_dir
     assert [g["file"] for g in doc["ring"]["graphs"]] == ["tiny.ring1.onnx", "tiny.ring8.onnx"]
     assert all((tmp_path / g["file"]).is_file() for g in doc["ring"]["graphs"])
     assert doc["ring"]["step"] == "tiny.step.npz" and (tmp_path / "tiny.step.npz").is_file()
+    assert doc["weights"].startswith("int8")  # the blocks' convs, on the grid in every file; int8 in the step's
+    assert {np.load(tmp_path / "tiny.step.npz")[name].dtype for name in ("in_w", "out_w")} == {np.dtype(np.int8)}
     assert doc["ring"]["lags"] == [[2, 1], [4, 2]]  # (P-1-p)*d frames back, P = 3
     engine = Denoiser(onnx_path)
     assert type(Denoiser(onnx_path, block_size=800).runner).__name__ == "GraphRunner"
