@@ -4,6 +4,7 @@ folders are mirrored, rates and channels are kept, inputs are never overwritten.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +30,18 @@ def short_noisy(tmp_path_factory, example_noisy) -> Path:
 
 @pytest.fixture(scope="module")
 def torch_reference(short_noisy) -> np.ndarray:
-    """The shipped checkpoint's offline torch output: what every block size must reproduce."""
+    """The shipped checkpoint's offline torch output, its weights on the int8 grid as the export put them (the
+    sidecar says so): what every block size must reproduce."""
     torch = pytest.importorskip("torch", reason="the torch reference needs the [train] extra")
     from model.config import TasNetConfig
     from model.conv_tasnet import ConvTasNet
+    from model.int8 import DESCRIPTION, snap_to_int8
 
     payload = torch.load(default_model_path().with_suffix(".pt"), map_location="cpu", weights_only=False)
     model = ConvTasNet(TasNetConfig.from_dict(payload["model_config"])).eval()
     model.load_state_dict(payload["model"])
+    assert json.loads(default_model_path().with_suffix(".json").read_text())["weights"] == DESCRIPTION
+    model = snap_to_int8(model)
     audio, _ = sf.read(str(short_noisy), dtype="float32")
     with torch.no_grad():
         return np.clip(model(torch.from_numpy(audio)).numpy(), -1, 1)
