@@ -211,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
     threads = "live: engine, control and recorder threads SCHED_FIFO 1, onnxruntime intra-op 1"
     context = {"header": header(threads, model), "rate": args.rate}
     suffix = ("" if model == default_model_path() else f"-{model.stem}") + ("-sync" if args.sync else "")
+    suffix += "-callback" if args.soak and args.engine_in[0] == "callback" else ""  # a soak runs one setting
     if args.soak:
         options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0], "engine_in": args.engine_in[0]}
         options["model"] = str(model)

@@ -158,8 +158,7 @@ def run(  # noqa: ANN001, ANN201, PLR0913, PLR0915
     """Denoise `chunk` (k*hop,) into `out` (k*hop,), k <= MAX_HOPS, from the state `enc`, `dec` (hop,) and the
     ring as of frame `position`; writes the new `enc_out`, `dec_out` and the run's ring rows. `frame` ...
     `wide`: `StepWeights.scratch()`. The blocks' convs run in `_dot_columns` (their weights may be int8); the
-    other matrix products go to BLAS (`np.dot`), which runs these small ones several times faster than a
-    compiled loop."""
+    other matrix products go to BLAS (`np.dot`)."""
     hop = enc.shape[0]
     k = chunk.shape[0] // hop
     n = encoder.shape[1]
