@@ -146,11 +146,13 @@ def path_glitches(run: Run, played: np.ndarray, chain: Chain) -> tuple[int, list
     xruns = summary["xruns"]
     assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
     # both ends are on the server's one clock, yet its sinks' pace differs by up to a few hundred ppm, which live
-    # follows by stretching the blocks of a check now and then: those blocks of its input are not compared, and
-    # they are under a quarter of them (a frame a block in a quarter of the blocks follows 520 ppm)
+    # follows by stretching the blocks of a check now and then: those blocks of its input are not compared. On a
+    # quiet machine they are under a quarter of them (a frame a block in a quarter of the blocks follows 520 ppm);
+    # where the VM stalls the server's threads (2,000 times a minute, seen on CI's kind of VM) the backlog jumps
+    # and live slips more (460 of 1,264 blocks, seen once): at least half of the input is still compared
     slips, block = summary["clock_slip_blocks"], summary["block_size"]
     assert len(slips) == summary["clock_slip_checks"] and abs(summary["clock_slip_frames"]) <= len(slips) * CHECK_BLOCKS
-    assert len(slips) * CHECK_BLOCKS < summary["blocks"] / 4, summary
+    assert len(slips) * CHECK_BLOCKS < summary["blocks"] / 2, summary
     stretched = [(b * block, (b + CHECK_BLOCKS) * block) for b in slips]
     begins = int(np.flatnonzero(run.given)[0] - np.flatnonzero(played)[0])  # the server's silence is exact zeros
     expected = chain.process(run.given)
