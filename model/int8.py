@@ -17,9 +17,15 @@ import torch
 from torch import nn
 
 from model.conv_tasnet import ConvTasNet
+from model.streaming import Streaming
 
 LEVELS = 127  # symmetric: -127..127
 DESCRIPTION = "int8 grid per output channel: each block's 1x1 convs (in, skip, residual)"
+
+
+def as_exported(model: Streaming) -> Streaming:
+    """The function an export of `model` computes: a Conv-TasNet on the int8 grid, other families as they are."""
+    return snap_to_int8(model) if isinstance(model, ConvTasNet) else model
 
 
 def snap_to_int8(model: ConvTasNet) -> ConvTasNet:

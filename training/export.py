@@ -19,7 +19,7 @@ from model.config import TasNetConfig, config_from_dict
 from model.conv_tasnet import ConvTasNet
 from model.families import build
 from model.int8 import DESCRIPTION as INT8_DESCRIPTION
-from model.int8 import snap_to_int8
+from model.int8 import as_exported
 from model.ring_step import RingStep, lags, step_arrays, stream_error
 from model.streaming import Streaming
 from realtime import compiled_step
@@ -177,8 +177,7 @@ def export(checkpoint: Path, output: Path, scores: dict[str, Any] | None = None)
     model.load_state_dict(payload["model"])
     model.eval()
     rings = RING_GRAPHS if isinstance(model, ConvTasNet) else ()  # the short-run form is Conv-TasNet's
-    if isinstance(model, ConvTasNet):  # what every path of the file computes with (see model.int8)
-        model = snap_to_int8(model)
+    model = as_exported(model)  # what every path of the file computes with (see model.int8)
     output.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as outputs:
         tmp_sidecar = outputs.enter_context(atomic_output(sidecar_path(output), protect=(checkpoint,)))

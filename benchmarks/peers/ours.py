@@ -53,7 +53,8 @@ class OursGraphs(OursStreaming):
 
 
 class OursTorch(System):
-    """The checkpoint run offline by torch (its network's `forward` on the whole signal), one thread."""
+    """The checkpoint run offline by torch (its network's `forward` on the whole signal), one thread, as its
+    export computes it (a Conv-TasNet's blocks on the int8 grid: `model.int8`)."""
 
     key, label = "ours_torch", "ours, offline (torch)"
     package = "torch"
@@ -69,12 +70,13 @@ class OursTorch(System):
         import torch
 
         from model.families import build
+        from model.int8 import as_exported
 
         torch.set_num_threads(1)
         saved = torch.load(self.options.checkpoint, map_location="cpu", weights_only=True)
         self.net = build(saved["model_config"])
         self.net.load_state_dict(saved["model"])
-        self.net.eval()
+        self.net = as_exported(self.net.eval())
 
     def process(self, noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
         import torch

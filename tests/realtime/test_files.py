@@ -35,13 +35,13 @@ def torch_reference(short_noisy) -> np.ndarray:
     torch = pytest.importorskip("torch", reason="the torch reference needs the [train] extra")
     from model.config import TasNetConfig
     from model.conv_tasnet import ConvTasNet
-    from model.int8 import DESCRIPTION, snap_to_int8
+    from model.int8 import DESCRIPTION, as_exported
 
     payload = torch.load(default_model_path().with_suffix(".pt"), map_location="cpu", weights_only=False)
     model = ConvTasNet(TasNetConfig.from_dict(payload["model_config"])).eval()
     model.load_state_dict(payload["model"])
     assert json.loads(default_model_path().with_suffix(".json").read_text())["weights"] == DESCRIPTION
-    model = snap_to_int8(model)
+    model = as_exported(model)
     audio, _ = sf.read(str(short_noisy), dtype="float32")
     with torch.no_grad():
         return np.clip(model(torch.from_numpy(audio)).numpy(), -1, 1)
