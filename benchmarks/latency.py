@@ -212,10 +212,13 @@ def run(args: argparse.Namespace) -> int:
     context = {"header": header(threads, model), "rate": args.rate}
     suffix = ("" if model == default_model_path() else f"-{model.stem}") + ("-sync" if args.sync else "")
     suffix += "-callback" if args.soak and args.engine_in[0] == "callback" else ""  # a soak runs one setting
+
+    def options(headroom: int, hops: int, engine_in: str) -> dict[str, int | str]:
+        return {"headroom": headroom, "hops_per_run": hops, "engine_in": engine_in, "model": str(model)}
+
     if args.soak:
-        options = {"headroom": args.headroom[0], "hops_per_run": args.hops_per_run[0], "engine_in": args.engine_in[0]}
-        options["model"] = str(model)
-        result = measure(args.periods[0], options, args.soak, args.rate, signal, reference, args.sync)
+        soak = options(args.headroom[0], args.hops_per_run[0], args.engine_in[0])
+        result = measure(args.periods[0], soak, args.soak, args.rate, signal, reference, args.sync)
         document = {**context, "load_after": os.getloadavg(), "soak": result, "drift": drift(result)}
         write_soak(document, args.out / f"live-soak-{round(args.soak / 60)}min{suffix}")
     else:
@@ -223,8 +226,8 @@ def run(args: argparse.Namespace) -> int:
         rows = []
         grid = itertools.product(args.periods, args.hops_per_run, args.headroom, args.engine_in)
         for period, hops, headroom, engine_in in grid:
-            options = {"headroom": headroom, "hops_per_run": hops, "engine_in": engine_in, "model": str(model)}
-            rows.append(measure(period, options, args.seconds, args.rate, signal, reference, args.sync))
+            setting = options(headroom, hops, engine_in)
+            rows.append(measure(period, setting, args.seconds, args.rate, signal, reference, args.sync))
             print(table_row(rows[-1]), file=sys.stderr)
         document = {**context, "load_after": os.getloadavg(), "runs": rows}
         write_latency(document, args.out / f"latency{suffix}")

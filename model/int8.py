@@ -52,8 +52,7 @@ def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = (np.abs(w).max(axis=-2) / LEVELS).astype(np.float32)
     safe = np.where(scale > 0, scale, np.float32(1.0))
     q = np.round(w / safe[..., None, :])
-    if np.abs(q).max(initial=0) > LEVELS or np.abs(q * scale[..., None, :] - w).max(initial=0) > 1e-6 * max(
-        float(np.abs(w).max(initial=0)), 1e-30
-    ):
+    off_grid = np.abs(q * scale[..., None, :] - w).max(initial=0)
+    if np.abs(q).max(initial=0) > LEVELS or off_grid > 1e-6 * max(float(np.abs(w).max(initial=0)), 1e-30):
         raise ValueError("the weights are not on the int8 grid (snap_to_int8 first)")
     return q.astype(np.int8), scale
