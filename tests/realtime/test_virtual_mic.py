@@ -37,6 +37,10 @@ RATE = 48000
 APPEAR_TIMEOUT_S = 30.0  # engine warm-up on a busy machine included
 SHIFT = RATE // 10  # how far a window of what was heard is looked for around where it belongs
 PATH_TRIES = 3  # runs through the virtual mic until one whose path through the server did not glitch
+# the most the server's readings of the test client's own latency may spread (95th less 5th percentile) in a run
+# whose latency is checked: PipeWire's swing by about a quantum, 10 to 20 ms, PulseAudio's by a few ms; where the
+# VM stalls the server they were seen to spread by 210 ms, and live's own readings were 120 ms above the path
+STEADY_READINGS_S = 0.05
 
 
 @pytest.fixture(scope="module", params=list(SERVERS))
@@ -84,6 +88,11 @@ class Run:
     summary: dict
     given: np.ndarray
     made: np.ndarray
+
+    @property
+    def readings_spread(self) -> float:
+        """Seconds the server's readings of the test client's own latency spread: 95th less 5th percentile."""
+        return float(np.subtract(*np.percentile(self.loop.latencies, [95, 5])))
 
 
 def through_virtual_mic(
@@ -173,19 +182,22 @@ def path_glitches(run: Run, played: np.ndarray, chain: Chain) -> tuple[int, list
 
 def carried(
     server: PulseServer, name: str, played: np.ndarray, folder: Path, make_chain: Callable[[], Chain], *args: str,
-    while_streaming: Callable[[], None] = lambda: None,
+    while_streaming: Callable[[], None] = lambda: None, steady_readings: bool = False,
 ) -> tuple[Run, int]:  # fmt: skip
-    """A run through the virtual mic whose path through the server did not glitch, and where `played` starts
-    in what live was given. On a 2-core VM the servers and the test client have no real-time guarantee: with
-    the servers at real-time priority, about one run in eight glitched on the server's path, one or two
-    windows of ten, while live's own recordings matched in all. Such a run plays again, up to PATH_TRIES runs;
-    live's side must hold in every one."""
+    """A run through the virtual mic whose path through the server did not glitch (and, with `steady_readings`,
+    whose server read the test client's latency within STEADY_READINGS_S), and where `played` starts in what
+    live was given. On a 2-core VM the servers and the test client have no real-time guarantee: with the
+    servers at real-time priority, about one run in eight glitched on the server's path, one or two windows of
+    ten, while live's own recordings matched in all. Such a run plays again, up to PATH_TRIES runs; live's side
+    must hold in every one."""
     failures = []
     for attempt in range(PATH_TRIES):
         run = through_virtual_mic(
             server, name, played, folder / f"run{attempt}", *args, while_streaming=while_streaming
         )
         begins, glitched = path_glitches(run, played, make_chain())
+        if steady_readings and run.readings_spread > STEADY_READINGS_S:
+            glitched.append(f"readings: the client's latency spread {run.readings_spread * 1000:.0f} ms")
         if not glitched:
             return run, begins
         failures += glitched
@@ -199,8 +211,8 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
         devices = run_cli("devices", env=pulse.env)
         assert "virtual mic (sound-server source): rtd-carry" in devices.stdout, devices.stdout + devices.stderr
 
-    run, _ = carried(pulse, "rtd-carry", noisy48, tmp_path, lambda: Chain(Denoiser(block_size=32), RATE),
-                     while_streaming=listed)  # fmt: skip
+    run, begins = carried(pulse, "rtd-carry", noisy48, tmp_path, lambda: Chain(Denoiser(block_size=32), RATE),
+                          while_streaming=listed, steady_readings=True)  # fmt: skip
     summary = run.summary
     assert summary["virtual_mic"] == "rtd-carry"
     reference = SignalProcessor(RATE, 1, RATE, Settings()).push(noisy48[:, None], last=True)[:, 0]
@@ -209,10 +221,12 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     loop_own = float(np.median(run.loop.latencies)) * RATE  # the test client's buffers, in and out
     # within a block, and the spread of the server's own readings of the client's latency (PipeWire's swing
     # by about a quantum, 10 to 20 ms; PulseAudio's by a few ms)
-    spread = float(np.subtract(*np.percentile(run.loop.latencies, [95, 5]))) * RATE
+    spread = run.readings_spread * RATE
     assert abs(delay - (reported + loop_own)) <= summary["block_size"] + spread, (delay, reported, loop_own, spread)
-    # and what the client heard is the file engine's denoised signal (live's chain frames its hops elsewhere)
-    assert np.median(window_snrs(run.heard, reference, delay)) > 20
+    # and what the client heard is the file engine's denoised signal of what live was given (live's chain frames
+    # its hops elsewhere; the blocks its clock follower stretched are in both)
+    given = SignalProcessor(RATE, 1, RATE, Settings()).push(run.given[begins:, None], last=True)[:, 0]
+    assert np.median(window_snrs(run.heard, given, delay)) > 20
 
 
 def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
