@@ -3,10 +3,10 @@ with `--server pipewire`, PipeWire through pipewire-pulse).
 
 A client plays the noisy example, looped, into the server's `mic` and records the virtual mic and `mic`'s
 monitor in lockstep for `--seconds`; every minute a 10 s window of the virtual mic's recording is aligned with
-what `denoise file` makes of the monitor's. Their lag, less the difference of the two record streams' own
-latencies (shallow streams, whose readings are steady), is live's path from the mic to the virtual mic: it
-must stay put (drift) and equal the latency live reports. The match shows that the stream stays the model's
-output; live's own summary gives its xruns.
+what `denoise file` makes of the monitor's, half a second at a time. A piece's lag, less the difference of the
+two record streams' own latencies (shallow streams, whose readings are steady), is live's path from the mic to
+the virtual mic: it must stay put (drift) and equal the latency live reports. The match shows that the stream
+stays the model's output; live's own summary gives its xruns.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("virtual-mic", help="soak denoise live --virtual-mic", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=600.0, help="how long to stream (default 600)")
     p.add_argument("--headroom", type=int, default=1, help="live's --headroom (default 1, live's own default)")
+    p.add_argument("--engine-in", choices=("worker", "callback"), default="worker", help="live's --engine-in")
     p.add_argument("--server", choices=list(SERVERS), default="pulseaudio", help="the sound server to start")
     p.add_argument("--out", type=Path, help="report (default: benchmarks/results/virtual-mic[-pipewire].md)")
     p.set_defaults(run=run)
@@ -52,13 +53,14 @@ def looped_example(seconds: float) -> np.ndarray:
     return np.tile(audio, int(np.ceil(seconds * RATE / len(audio))))[: int(seconds * RATE)]
 
 
-def soak(seconds: float, headroom: int, kind: str = "pulseaudio") -> dict[str, Any]:
+def soak(seconds: float, headroom: int, kind: str = "pulseaudio", engine_in: str = "worker") -> dict[str, Any]:
     signal = looped_example(seconds)
     with tempfile.TemporaryDirectory() as scratch, SERVERS[kind](RATE) as server:
         summary_path = Path(scratch) / "live.json"
         live = start_virtual_mic(
-            server, NAME, "--headroom", headroom, "--duration", f"{seconds + 15:g}", "--json", summary_path
-        )
+            server, NAME, "--headroom", headroom, "--engine-in", engine_in, "--duration", f"{seconds + 15:g}",
+            "--json", summary_path,
+        )  # fmt: skip
         try:
             wait_streaming(server, live, START_TIMEOUT_S)
         except RuntimeError as exc:
@@ -83,15 +85,12 @@ def soak(seconds: float, headroom: int, kind: str = "pulseaudio") -> dict[str, A
         a, n = int(start_s * RATE), int(WINDOW_S * RATE)
         low = max(0, a + int(expected) - int(SEARCH_S * RATE))
         lag = low + measure_delay(heard[low:], reference[a : a + n], 2 * int(SEARCH_S * RATE)) - a
-        offset = float(np.median(offsets[a // loop.block : (a + n) // loop.block]))
-        windows.append({"start_s": float(start_s), "lag_ms": lag / RATE * 1000, "offset_ms": offset,
-                        "path_ms": lag / RATE * 1000 - offset,
-                        "snr_db": snr_db(reference[a : a + n], heard[a + lag : a + lag + n]),
-                        "piece_snr_db": piece_match(heard, reference, a, n, lag)})  # fmt: skip
+        windows.append({"start_s": float(start_s), **window_path(heard, reference, offsets, loop.block, a, n, lag)})
     return {
         "server": server.title,
         "seconds": seconds,
         "headroom": headroom,
+        "engine_in": engine_in,
         "windows": windows,
         "drift_ms": windows[-1]["path_ms"] - windows[0]["path_ms"],
         "expected_lag_ms": expected / RATE * 1000,
@@ -102,17 +101,25 @@ def soak(seconds: float, headroom: int, kind: str = "pulseaudio") -> dict[str, A
     }
 
 
-def piece_match(heard: np.ndarray, reference: np.ndarray, start: int, length: int, delay: int) -> float:
-    """Median SNR of the window's half-second pieces, each aligned on its own near `delay`: whether what was
-    heard is the denoised signal even where live slipped frames to follow the clocks (a whole window aligned
-    at one lag cannot match across a slip of a few frames)."""
+def window_path(
+    heard: np.ndarray, reference: np.ndarray, offsets: np.ndarray, block: int, start: int, length: int, lag: int
+) -> dict[str, float]:
+    """Live's path in the window `start`, `length` of `reference`, which `heard` carries about `lag` frames later:
+    each half-second piece aligned on its own (a slip of live's clock follower shifts the pieces after it by a
+    frame, so one lag for a whole window that slips is smeared over them), its lag less the record streams'
+    offset where it was heard. The medians over the pieces: lag, offset and path in ms, and how closely the
+    aligned pieces match (dB SNR: whether what was heard is the denoised signal)."""
     piece, search = int(PIECE_S * RATE), int(PIECE_SEARCH_S * RATE)
-    scores = []
+    lags, offs, scores = [], [], []
     for a in range(start, start + length - piece + 1, piece):
-        low = max(0, a + delay - search)
-        lag = low + measure_delay(heard[low:], reference[a : a + piece], 2 * search)
-        scores.append(snr_db(reference[a : a + piece], heard[lag : lag + piece]))
-    return float(np.median(scores))
+        low = max(0, a + lag - search)
+        at = low + measure_delay(heard[low:], reference[a : a + piece], 2 * search)
+        lags.append((at - a) / RATE * 1000)
+        offs.append(float(np.median(offsets[at // block : (at + piece) // block])))
+        scores.append(snr_db(reference[a : a + piece], heard[at : at + piece]))
+    paths = np.subtract(lags, offs)
+    return {"lag_ms": float(np.median(lags)), "offset_ms": float(np.median(offs)), "path_ms": float(np.median(paths)),
+            "path_spread_ms": float(np.ptp(paths)), "piece_snr_db": float(np.median(scores))}  # fmt: skip
 
 
 def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
@@ -120,13 +127,16 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
     paths = [w["path_ms"] for w in result["windows"]]
     lines = header_markdown("Virtual mic soak", head)
     lines += [
-        f"`denoise live --virtual-mic --headroom {result['headroom']}` for {result['seconds']:.0f} s from a private "
+        f"`denoise live --virtual-mic --headroom {result['headroom']} --engine-in {result['engine_in']}` for "
+        f"{result['seconds']:.0f} s from a private "
         f"{result['server']} server's null sink (the microphone) to a client recording the virtual mic and the "
         "microphone's monitor in lockstep (`benchmarks/virtual_mic.py`). Every minute, a 10 s window of the virtual "
-        "mic's recording is aligned with `denoise file`'s output for the monitor's: their lag, less the difference "
-        "of the two record streams' own latencies in that window (the server's readings: both streams are shallow), "
-        "is live's path from the microphone to the virtual mic. Where the two sinks' clocks differ, the lag and the "
-        "difference move together.",
+        "mic's recording is aligned with `denoise file`'s output for the monitor's, half a second at a time: each "
+        "piece's lag, less the difference of the two record streams' own latencies where it was heard (the "
+        "server's readings: both streams are shallow), is live's path from the microphone to the virtual mic; a "
+        "window gives the medians of its pieces, and the spread of their paths. Where the two sinks' clocks "
+        "differ, the lag and the difference move together; where live slips a frame to follow them, the pieces "
+        "after it move by that frame.",
         "",
         f"**Live's path drifted {result['drift_ms']:+.3f} ms over the run** (range {min(paths):.3f} .. "
         f"{max(paths):.3f} ms); live's xruns {live['xruns']['total']} (device "
@@ -139,17 +149,14 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
         f"{lat['buffering']:.2f} + device {lat['device']:.2f} (input {lat['device_parts']['input']:.2f}, output "
         f"{lat['device_parts']['output']:.2f}, the medians of the server's readings over the last 5 s).",
         "",
-        "Match with `denoise file`: the whole 10 s window aligned at one lag, and the median of its half-second "
-        "pieces each aligned on its own (slipped frames shift the pieces after them by a frame each).",
-        "",
         "| window start, s | lag, ms | record streams' offset, ms | live's path, ms | minus reported, ms "
-        "| match, whole window, dB SNR | match, half-second pieces (median), dB SNR |",
+        "| path's spread over the pieces, ms | match with `denoise file` (median piece), dB SNR |",
         "|---|---|---|---|---|---|---|",
     ]
     for w in result["windows"]:
         lines.append(
             f"| {w['start_s']:.0f} | {w['lag_ms']:.3f} | {w['offset_ms']:.3f} | {w['path_ms']:.3f} "
-            f"| {w['path_ms'] - lat['total']:+.3f} | {w['snr_db']:.1f} | {w['piece_snr_db']:.1f} |"
+            f"| {w['path_ms'] - lat['total']:+.3f} | {w['path_spread_ms']:.3f} | {w['piece_snr_db']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -157,7 +164,7 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     head = header("live: onnxruntime intra-op 1")
     out = args.out or RESULTS / ("virtual-mic.md" if args.server == "pulseaudio" else f"virtual-mic-{args.server}.md")
-    result = soak(args.seconds, args.headroom, args.server)
+    result = soak(args.seconds, args.headroom, args.server, args.engine_in)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out.with_suffix(".json"), {"header": head, **result})
     write_report(out, markdown(head, result))
