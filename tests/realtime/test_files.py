@@ -202,3 +202,4 @@ def test_a_shipped_model_is_chosen_by_name(tmp_path, example_noisy) -> None:
     assert np.array_equal(sf.read(by_name)[0], sf.read(by_path)[0])
     err = assert_clean_failure(run_cli("file", example_noisy, "-o", tmp_path / "x.wav", "--model", "nosuchmodel"))
     assert "nosuchmodel" in err and not (tmp_path / "x.wav").exists()
+    assert len(err.strip().splitlines()) == 1, err  # before any file: no summary of files not denoised
