@@ -17,6 +17,7 @@ from realtime.gate import VoiceGate
 from realtime.live import Bridge
 
 HISTOGRAM_EDGES_MS = np.geomspace(0.01, 100.0, 41)  # compute time per batch, 10 us .. 100 ms
+LATENCY_EVERY_S = 5.0  # how often the status line's latency is kept for the summary (a sound server's moves)
 
 
 def db(power: float) -> float:
@@ -62,6 +63,7 @@ class Meter:
         self.bridge = bridge
         self.device_latency_s = device_latency_s
         self._last = self._first = self._totals()
+        self.latency_history: list[tuple[float, float]] = []  # (time.monotonic(), total ms) every LATENCY_EVERY_S
 
     @property
     def cpu_percent(self) -> float:
@@ -101,6 +103,9 @@ class Meter:
         self._last = now
         p50, p99 = np.percentile(recent, (50, 99)) if len(recent) else (0.0, 0.0)
         lat, gate = self.latency, self.bridge.chain.gate
+        clock = time.monotonic()
+        if not self.latency_history or clock - self.latency_history[-1][0] >= LATENCY_EVERY_S:
+            self.latency_history.append((clock, lat["total"]))
         level_in, level_out = (db(e_in / frames), db(e_out / frames)) if frames else (-math.inf, -math.inf)
         return (
             f"in {level_in:6.1f} dB  out {level_out:6.1f} dB  removed {db(e_in / e_out) if e_out else 0.0:5.1f} dB"
@@ -142,6 +147,12 @@ def summary(bridge: Bridge, meter: Meter, seconds: float, extra: dict[str, Any])
             "skipped_output": bridge.skipped,
         },
         "latency_ms": meter.latency,
+        # the reported total as the run went, at time.monotonic() seconds (as `own_times_s`): under a sound
+        # server its device part is the server's readings, which move
+        "latency_history": {
+            "monotonic_s": [t for t, _ in meter.latency_history],
+            "total_ms": [ms for _, ms in meter.latency_history],
+        },
         "latency_frames": bridge.latency_frames(),
         "compute_ms": {k: stats[k] for k in ("p50", "p99", "max")},
         "rtf": stats["rtf"],

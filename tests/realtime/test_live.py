@@ -29,6 +29,7 @@ from realtime.audio_io import read_audio, resample
 from realtime.engine import Denoiser
 from realtime.files import Settings, SignalProcessor
 from realtime.live import Bridge, Chain, min_prefill
+from realtime.live_report import LATENCY_EVERY_S
 from realtime.model_file import load_model_info
 from realtime.resample import Resampler
 
@@ -296,6 +297,7 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     earlier_xruns = len(jack_server.xrun_events())
     # Live runs until the test has played and recorded everything, however long connecting takes on a busy
     # machine (a fixed --duration once ended it before the last second of the signal had reached it).
+    started = time.monotonic()
     proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path, "--engine-in", engine_in)
     loop = played_and_recorded(jack_server, noisy48, len(noisy48) + RATE // 5)
     proc.send_signal(signal.SIGINT)
@@ -320,6 +322,10 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     ref = file_engine_output
     delay = measure_delay(loop.recording, ref, RATE // 5)
     assert abs(delay - summary["latency_frames"]) <= PERIOD, (delay, summary["latency_frames"])
+    # the latency it reported as it ran: JACK's port latencies stay put, so every reading is the final one
+    history = summary["latency_history"]
+    assert history["total_ms"] and all(ms == summary["latency_ms"]["total"] for ms in history["total_ms"]), history
+    assert started < history["monotonic_s"][0] and np.all(np.diff(history["monotonic_s"]) >= LATENCY_EVERY_S), history
     recorded_in, recorded_out = (sf.read(p, dtype="float32")[0] for p in summary["recorded"])
     assert len(recorded_in) == len(recorded_out) == summary["blocks"] * PERIOD
     # What live played is what the file engine makes of what live was given, both as live recorded them (a
@@ -336,8 +342,10 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     start = measure_delay(recorded_in, noisy48, len(recorded_in) - len(noisy48))
     # Sample for sample what the device captured and played, but for periods a late test client missed: a cycle
     # the server logged late can spoil the period it was in and one on either side (seen once in CI: 3 for 1).
+    # The player's first period is left out: the asynchronous server does not wait for a client, and in a run
+    # here (one of two failures in nine) live was given zeros in its place, the rest in step, no cycle late.
     glitches = 3 * len(culprits)
-    assert differing_periods(recorded_in[start : start + len(noisy48)], noisy48) <= glitches
+    assert differing_periods(recorded_in[start + PERIOD : start + len(noisy48)], noisy48[PERIOD:]) <= glitches
     played = recorded_out[start + delay : start + delay + len(ref)]
     assert differing_periods(played, loop.recording[delay : delay + len(ref)]) <= glitches
 
