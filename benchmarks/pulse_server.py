@@ -200,6 +200,7 @@ class PulseLoop:
         self.latencies: list[float] = []  # seconds: the loop's own buffering at each step, play + record
         self.offsets: list[float] = []  # seconds: the record stream's latency less the monitor's, at each step
         self.monitored = np.zeros(0, np.float32)  # what `mic` carried, recorded in lockstep with `source`
+        self.started = 0.0  # time.monotonic() as `run` began
 
     def run(self, signal: np.ndarray, record_seconds: float) -> np.ndarray:
         """Play `signal` (then silence) and record for `record_seconds`; returns the recording of `source`
@@ -208,6 +209,7 @@ class PulseLoop:
         padded = np.zeros(steps * self.block, np.float32)
         padded[: min(len(signal), len(padded))] = signal[: len(padded)]
         recording, self.monitored = np.zeros_like(padded), np.zeros_like(padded)
+        self.started = time.monotonic()  # about when the first block was played (the steps keep the server's pace)
         with realtime_thread(1):  # a stall of this client's own would shift what live hears
             self._lockstep(padded, recording)
         return recording
