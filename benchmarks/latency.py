@@ -29,6 +29,7 @@ import numpy as np
 from benchmarks.report import header, header_markdown
 from realtime.devices import JACK_CLIENT
 from realtime.errors import EXIT_OK
+from realtime.live_cli import ENGINE_IN
 
 RESULTS = Path("benchmarks/results")
 PERIODS = (32, 64, 128, 256)
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--engine-in",
         nargs="+",
-        choices=("worker", "callback"),
+        choices=ENGINE_IN,
         default=["worker"],
         help="`denoise live --engine-in` values (default worker)",
     )

@@ -26,6 +26,7 @@ from benchmarks.report import header, header_markdown, write_report
 from realtime.audio_io import read_audio, resample
 from realtime.errors import EXIT_OK
 from realtime.files import Settings, SignalProcessor
+from realtime.live_cli import ENGINE_IN
 from realtime.live_report import LATENCY_EVERY_S
 from realtime.model_file import default_model_path, write_json_atomic
 
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("virtual-mic", help="soak denoise live --virtual-mic", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=600.0, help="how long to stream (default 600)")
     p.add_argument("--headroom", type=int, default=1, help="live's --headroom (default 1, live's own default)")
-    p.add_argument("--engine-in", choices=("worker", "callback"), default="worker", help="live's --engine-in")
+    p.add_argument("--engine-in", choices=ENGINE_IN, default="worker", help="live's --engine-in")
     p.add_argument("--server", choices=list(SERVERS), default="pulseaudio", help="the sound server to start")
     p.add_argument("--out", type=Path, help="report (default: benchmarks/results/virtual-mic[-pipewire].md)")
     p.set_defaults(run=run)

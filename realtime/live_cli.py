@@ -8,6 +8,8 @@ import re
 from realtime.errors import EXIT_OK
 from realtime.options import bounded
 
+ENGINE_IN = ("worker", "callback")  # where `--engine-in` runs the model (the benchmarks pass it through)
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser(
@@ -75,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--engine-in",
-        choices=("worker", "callback"),
+        choices=ENGINE_IN,
         default="worker",
         help="where the model runs: a worker thread (default), or the audio callback itself: one block less "
         "latency and less CPU, but no slack: a run that outlasts a block is an xrun (--headroom adds latency only)",
