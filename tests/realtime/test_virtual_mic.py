@@ -150,10 +150,9 @@ def window_snrs(got: np.ndarray, sent: np.ndarray, delay: int, changed: Sequence
     return snrs
 
 
-def live_made_its_chain(run: Run, played: np.ndarray, chain: Chain) -> tuple[int, np.ndarray, list[tuple[int, int]]]:
+def live_made_its_chain(run: Run, played: np.ndarray, chain: Chain) -> tuple[int, np.ndarray]:
     """Live counted no drop of its own and made of its input exactly what its chain makes of it offline:
-    asserted. Returns where `played` starts in what live was given, what live made of it from there on, and the
-    spans of its input whose blocks its clock follower stretched."""
+    asserted. Returns where `played` starts in what live was given, and what live made of it from there on."""
     summary = run.summary
     xruns = summary["xruns"]
     assert xruns["underruns"] == xruns["overruns"] == xruns["lost_output"] == 0, xruns
@@ -162,17 +161,16 @@ def live_made_its_chain(run: Run, played: np.ndarray, chain: Chain) -> tuple[int
     # quiet machine they are under a quarter of them (a frame a block in a quarter of the blocks follows 520 ppm);
     # where the VM stalls the server's threads (2,000 times a minute, seen on CI's kind of VM) the backlog jumps
     # and live slips more (460 of 1,264 blocks, seen once): at least half of the input is still compared
-    slips, block = summary["clock_slip_blocks"], summary["block_size"]
+    slips = summary["clock_slip_blocks"]
     assert len(slips) == summary["clock_slip_checks"] and abs(summary["clock_slip_frames"]) <= len(slips) * CHECK_BLOCKS
     assert len(slips) * CHECK_BLOCKS < summary["blocks"] / 2, summary
-    stretched = [(b * block, (b + CHECK_BLOCKS) * block) for b in slips]
     begins = int(np.flatnonzero(run.given)[0] - np.flatnonzero(played)[0])  # the server's silence is exact zeros
     expected = chain.process(run.given)
     through = measure_delay(run.made[begins:], expected[begins : begins + RATE], RATE // 5)
     stretch = slice(begins, min(begins + len(played), len(run.made) - through))
     made = run.made[stretch.start + through : stretch.stop + through]
     assert snr_db(expected[stretch], made) > 100, snr_db(expected[stretch], made)  # live's own work: exact
-    return begins, made, stretched
+    return begins, made
 
 
 def path_glitches(run: Run, played: np.ndarray, chain: Chain) -> tuple[int, list[str]]:
@@ -181,8 +179,10 @@ def path_glitches(run: Run, played: np.ndarray, chain: Chain) -> tuple[int, list
     PulseAudio's mixing rounds at 75-85 dB, PipeWire's not at all) in every half-second window, but for live's
     counted drops and one window either way. (where `played` starts in what live was given, a line for each way
     that glitched beyond that)"""
-    begins, made, stretched = live_made_its_chain(run, played, chain)
-    xruns = run.summary["xruns"]
+    begins, made = live_made_its_chain(run, played, chain)
+    summary, xruns = run.summary, run.summary["xruns"]
+    block = summary["block_size"]
+    stretched = [(b * block, (b + CHECK_BLOCKS) * block) for b in summary["clock_slip_blocks"]]  # not compared
     heard_at = measure_delay(run.heard, made[:RATE], RATE)
     glitched = []
     for way, got, sent, delay, changed in (
@@ -261,7 +261,7 @@ def test_the_gate_closes_on_silence_and_opens_on_speech_without_clicks(
         return Chain(Denoiser(block_size=32), RATE, gate=VoiceGate(-50, hold_ms=200))
 
     run = through_virtual_mic(pulse, "rtd-gate", played, tmp_path, "--gate-db", "-50", "--gate-hold-ms", "200")
-    _, made, _ = live_made_its_chain(run, played, gated())
+    _, made = live_made_its_chain(run, played, gated())
     # where the call heard the end of the first speech and the start of the second, each found on its own: on a
     # loaded VM PipeWire's path was seen to gain a quantum of silence (768 frames) mid-speech with no xrun
     # counted, so the pause is found in what was heard rather than at one delay from its start
