@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 UNIT = 2.0**-40  # squares in whole units of this (-120 dBFS): exact int64 sums, for blocks up to 8 M samples
@@ -39,14 +40,11 @@ class VoiceGate:
             raise ValueError(f"the gate needs a finite threshold and a hold >= 0, got {threshold_db} dB, {hold_ms} ms")
         self.threshold_db, self.hold_ms, self.rate = threshold_db, hold_ms, sample_rate
         window, attack, release = (max(1, round(ms * sample_rate / 1000)) for ms in (window_ms, attack_ms, release_ms))
-        self._window = window
         self._hold = round(hold_ms * sample_rate / 1000)
         self._limit = window * 10 ** (threshold_db / 10) / UNIT  # a window's sum of squares at the threshold
-        self._full = attack * release  # gain 1 in ramp steps: up `release` steps a sample, down `attack`
-        self._up, self._down = release, attack
-        self._head = np.zeros(window, np.int64)  # 0, then the last `window - 1` samples' squares
-        self._last = -self._hold - 1  # the last sample above the threshold, counted from the next block's start
-        self._steps = 0  # the gain now, in ramp steps
+        self._ramp = (attack * release, release, attack)  # gain 1 in ramp steps; steps up, down a sample
+        self._squares = np.zeros(window, np.int64)  # the last `window` samples' squares in units of UNIT
+        self._state = np.array([0, 0, self._hold + 1, 0], np.int64)  # see `_gate`
         self.is_open = False
         self.closed_samples = 0
 
@@ -56,39 +54,36 @@ class VoiceGate:
         return self.closed_samples / self.rate
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """Gate the next samples (1-D float array) in place; returns `block`."""
-        n = len(block)
-        if not n:
-            return block
-        squares = np.square(block, dtype=np.float64)
-        np.minimum(squares, 1.0, out=squares)  # (louder than full scale is loud enough)
-        units = np.concatenate([self._head, (squares * (1 / UNIT)).astype(np.int64)])
-        sums = units.cumsum()
-        loud = sums[self._window :] - sums[:n] > self._limit
-        self._head = units[n:]
-        self._head[0] = 0
-        count = np.arange(1, n + 1)
-        last = np.maximum.accumulate(np.where(loud, count, self._last))
-        opened = count - last <= self._hold
-        self._last = max(int(last[-1]) - n, -self._hold - 1)
-        block *= self._gain(opened, count)
-        self.is_open = bool(opened[-1])
-        self.closed_samples += n - int(np.count_nonzero(opened))
+        """Gate the next samples (1-D float32 array) in place; returns `block`."""
+        if len(block):
+            closed, self.is_open = _gate(block, self._squares, self._state, self._limit, self._hold, *self._ramp)
+            self.closed_samples += closed
         return block
 
-    def _gain(self, opened: np.ndarray, count: np.ndarray) -> np.ndarray:
-        """Each sample's gain: a ramp towards 1 through every run of open samples, towards 0 through closed ones
-        (`count`: 1, 2, ... as long as `opened`)."""
-        steps = np.empty(len(opened), np.int64)
-        start = 0
-        for end in [*(np.flatnonzero(opened[1:] != opened[:-1]) + 1).tolist(), len(opened)]:
-            run, up = steps[start:end], bool(opened[start])
-            np.multiply(count[: end - start], self._up if up else -self._down, out=run)
-            run += self._steps
-            if up:
-                np.minimum(run, self._full, out=run)
-            else:
-                np.maximum(run, 0, out=run)
-            self._steps = int(run[-1])
-            start = end
-        return (steps / self._full).astype(np.float32)
+
+@numba.njit(cache=True, nogil=True)
+def _gate(block, squares, state, limit, hold, full, up, down):  # noqa: ANN001, ANN202, PLR0913 (numba)
+    """`VoiceGate.process` on a non-empty block, one sample at a time (at live's blocks of a few dozen samples
+    numpy's per-call dispatch cost more than the arithmetic). `squares`: the last `window` squares in units,
+    a ring; `state`: the ring's position, their sum, samples since the last loud one (at most `hold` + 1),
+    and the gain in ramp steps. Returns (samples closed, open after the last)."""
+    position, total, since, steps = state[0], state[1], state[2], state[3]
+    window = squares.shape[0]
+    closed = 0
+    opened = False
+    for i in range(block.shape[0]):
+        square = np.float64(block[i]) * np.float64(block[i])
+        unit = np.int64((square if square < 1.0 else 1.0) * (1 / UNIT))  # (louder than full scale is loud enough)
+        total += unit - squares[position]
+        squares[position] = unit
+        position = position + 1 if position + 1 < window else 0
+        since = 0 if total > limit else min(since + 1, hold + 1)
+        opened = since <= hold
+        if opened:
+            steps = min(steps + up, full)
+        else:
+            steps = max(steps - down, 0)
+            closed += 1
+        block[i] *= np.float32(steps / full)
+    state[0], state[1], state[2], state[3] = position, total, since, steps
+    return closed, opened
