@@ -46,6 +46,7 @@ RING_SECONDS = 2.0  # ring capacity: a stall this long is absorbed before input 
 XRUN_TIMES = 4096  # the callback's own xruns whose times it keeps (for matching them with the server's)
 CPU_EVERY = 64  # the callback reads its thread's CPU time every this many callbacks (a system call each)
 WAKE_TIMEOUT_S = 0.1  # the worker also checks for work and for `stop` this often
+_NOTHING = np.zeros(0, np.float32)  # `Chain.process`'s output while no run is complete
 
 
 class Chain:
@@ -93,9 +94,11 @@ class Chain:
     def process(self, x: np.ndarray) -> np.ndarray:
         """Denoise the next device-rate samples (1-D); returns the device-rate samples now ready."""
         x16 = self.down.process(x) if self.down else x
-        data = np.concatenate([self._pending, x16])
+        data = np.concatenate([self._pending, x16]) if len(self._pending) else x16
         whole = len(data) // self.run * self.run
-        self._pending = data[whole:]
+        self._pending = data[whole:].copy()  # (`data` may be the caller's buffer)
+        if not whole:  # (no run yet: the engine, gate and resampler would take and give nothing)
+            return _NOTHING
         y = self.engine.feed(data[:whole])  # everything ready in one model run
         if self.gate is not None:
             self.gate.process(y)  # in place: the engine's output is a fresh array
@@ -205,6 +208,8 @@ class Bridge:
             self.device_xruns += 1
         if self.channel is not None:
             source = indata[:, self.channel : self.channel + 1]
+        elif indata.shape[1] == 1:
+            source = indata
         else:
             source = self._mix[:frames]
             np.add.reduce(indata, axis=1, keepdims=True, out=source)  # (np.mean allocates a temporary)

@@ -34,22 +34,24 @@ class RingBuffer:
 
     def write(self, frames: np.ndarray) -> int:
         """Copy up to len(frames) frames in; returns how many fitted."""
-        n = min(len(frames), self.free())
-        w = self._write
-        first = min(n, self._size - w)
+        w, size = self._write, self._size
+        n = min(len(frames), size - 1 - (w - self._read) % size)
+        first = min(n, size - w)
         self._data[w : w + first] = frames[:first]
-        self._data[: n - first] = frames[first:n]
-        self._write = (w + n) % self._size
+        if first < n:  # (an empty slice assignment costs as much as a full one at live's block sizes)
+            self._data[: n - first] = frames[first:n]
+        self._write = (w + n) % size
         return n
 
     def read_into(self, out: np.ndarray) -> int:
         """Fill `out` with up to len(out) frames; returns how many were read (the rest is untouched)."""
-        n = min(len(out), self.available())
-        r = self._read
-        first = min(n, self._size - r)
+        r, size = self._read, self._size
+        n = min(len(out), (self._write - r) % size)
+        first = min(n, size - r)
         out[:first] = self._data[r : r + first]
-        out[first:n] = self._data[: n - first]
-        self._read = (r + n) % self._size
+        if first < n:
+            out[first:n] = self._data[: n - first]
+        self._read = (r + n) % size
         return n
 
     def read(self, n: int) -> np.ndarray:

@@ -85,21 +85,22 @@ class Runner:
     def run(self, hops: np.ndarray) -> np.ndarray:
         """(k*hop, channels) -> (k*hop, channels) delayed output, advancing the state. A run whose output is not
         finite (the model's arithmetic overflowed) gives silence and starts the state afresh."""
-        result = np.empty_like(hops)
         step = self.max_hops * self.hop
-        for start in range(0, len(hops), step):
-            piece = hops[start : start + step]
-            t0 = time.perf_counter()
-            out = self._run(piece)
-            finite = np.isfinite(out).all()  # the output alone: a non-finite state reaches it by the next run
-            if finite:
-                self._commit()
-            self.compute_times.append(time.perf_counter() - t0)
-            if finite:
-                result[start : start + len(piece)] = out.T
-            else:
-                self.reset()
-                result[start : start + len(piece)] = 0.0
+        if len(hops) <= step:  # (live's case: one run, no list to join)
+            return self._run_piece(hops)
+        return np.concatenate([self._run_piece(hops[start : start + step]) for start in range(0, len(hops), step)])
+
+    def _run_piece(self, piece: np.ndarray) -> np.ndarray:
+        """One run of at most `max_hops` hops, timed; silence and a fresh state if its output is not finite."""
+        t0 = time.perf_counter()
+        out = self._run(piece)
+        if np.isfinite(out).all():  # the output alone: a non-finite state reaches it by the next run
+            self._commit()
+            result = out.T.copy()
+        else:
+            self.reset()
+            result = np.zeros_like(piece)
+        self.compute_times.append(time.perf_counter() - t0)
         return result
 
     def _run(self, piece: np.ndarray) -> np.ndarray:
@@ -279,6 +280,12 @@ class StepRunner(Runner):
         self._states = [
             {name: np.zeros((1, hop), np.float32) for name in (ENCODER_STATE, DECODER_TAIL)} for _ in range(2)
         ]
+        # `run`'s state arguments reading each slot (its state and the other's as the new one), then the rest
+        self._state_args = [
+            (now[ENCODER_STATE][0], new[ENCODER_STATE][0], now[DECODER_TAIL][0], new[DECODER_TAIL][0])
+            for now, new in (self._states, self._states[::-1])
+        ]
+        self._work_args = (*self._scratch, *weights)
 
     @classmethod
     def for_model(cls, info: ModelInfo, channels: int) -> StepRunner:
@@ -288,13 +295,10 @@ class StepRunner(Runner):
         return cls(compiled_step.StepWeights(**info.step))
 
     def _run(self, piece: np.ndarray) -> np.ndarray:
-        now, new = self._states[self._slot], self._states[1 - self._slot]
         out = self._out[: len(piece)]
         self._hops = len(piece) // self.hop
-        compiled_step.run(
-            np.ascontiguousarray(piece[:, 0]), out, now[ENCODER_STATE][0], new[ENCODER_STATE][0],
-            now[DECODER_TAIL][0], new[DECODER_TAIL][0], self._ring, self._position, *self._scratch, *self.weights,
-        )  # fmt: skip
+        chunk = np.ascontiguousarray(piece[:, 0])
+        compiled_step.run(chunk, out, *self._state_args[self._slot], self._ring, self._position, *self._work_args)
         return out[None]
 
     def _commit(self) -> None:
