@@ -217,3 +217,39 @@ def run(  # noqa: ANN001, ANN201, PLR0913, PLR0915
     for j in range(hop):
         enc_out[j] = chunk[(k - 1) * hop + j]
         dec_out[j] = frame[k - 1, hop + j]
+
+
+@_jit
+def runs(chunk, out, cursor, states, ring, work):  # noqa: ANN001, ANN201
+    """`run` over `chunk` (k*hop,) in pieces of at most MAX_HOPS hops, into `out`, keeping the state: `cursor`
+    holds the state set the next piece reads (0 or 1) and the ring's position; `states` (the encoder state of
+    set 0, of set 1, the decoder tail of set 0, of set 1) and `work` (the scratch, then the weights) are `run`'s
+    other arguments. A piece reads one set and writes the other, which it then makes current (commits); a
+    piece whose output is not finite gives silence instead and zeroes the current set and the ring (a fresh
+    stream). Returns the number of pieces."""
+    hop = states[0].shape[0]
+    step = MAX_HOPS * hop
+    pieces = 0
+    for start in range(0, chunk.shape[0], step):
+        end = min(start + step, chunk.shape[0])
+        piece, result = chunk[start:end], out[start:end]
+        slot, position = cursor[0], cursor[1]
+        if slot == 0:
+            run(piece, result, states[0], states[1], states[2], states[3], ring, position, *work)
+        else:
+            run(piece, result, states[1], states[0], states[3], states[2], ring, position, *work)
+        finite = True
+        for j in range(result.shape[0]):
+            if not np.isfinite(result[j]):  # the output alone: a non-finite state reaches it by the next run
+                finite = False
+                break
+        if finite:
+            cursor[0] = 1 - slot
+            cursor[1] = (position + (end - start) // hop) % ring.shape[0]
+        else:
+            result[:] = 0.0
+            states[slot][:] = 0.0
+            states[2 + slot][:] = 0.0
+            ring[:] = 0.0
+        pieces += 1
+    return pieces

@@ -15,6 +15,7 @@ import math
 import os
 from collections import deque
 
+import numba
 import numpy as np
 
 from realtime.model_file import load_model_info
@@ -66,7 +67,7 @@ class Denoiser:
         self.hop = self.info.hop
         self.dry_share = max(dry, 10 ** (-atten_lim_db / 20) if atten_lim_db is not None else 0.0)
         self.bypass = False
-        self._mix = self.dry_share
+        self.mix = np.array([self.dry_share])  # the input's share in the output now (`finish`)
         self._last_flat = channels == 1
         self.nonfinite_blocks = 0
         ring = self.info.ring
@@ -77,6 +78,7 @@ class Denoiser:
             self.runner = RingRunner(self.info, channels, threads, profile_prefix)
         else:
             self.runner = GraphRunner(self.info, channels, threads, profile_prefix)
+        self.dry_line = np.zeros((self.latency, self.channels), np.float32)  # the input, delayed as the output
         self.reset()
 
     @property
@@ -112,7 +114,7 @@ class Denoiser:
         self.runner.reset()
         self._pending = np.zeros((0, self.channels), np.float32)
         self._out = np.zeros((self.buffering_latency, self.channels), np.float32)
-        self._dry_line = np.zeros((self.latency, self.channels), np.float32)
+        self.dry_line.fill(0.0)
         self._samples_in = 0
 
     def _as_frames(self, block: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -156,19 +158,57 @@ class Denoiser:
         self.reset()
         return out
 
+    @property
+    def mix_target(self) -> float:
+        """The input's share in the output that `finish` moves to: all of it in bypass."""
+        return 1.0 if self.bypass else self.dry_share
+
     def _finish(self, wet: np.ndarray, dry_in: np.ndarray, flat: bool) -> np.ndarray:
-        """Mix in the delayed input (dry share, bypass crossfade), clip, and shape like the input."""
+        """`finish` (`wet` is ours), shaped like the input."""
         self._last_flat = flat
-        line = np.concatenate([self._dry_line, dry_in])
-        dry, self._dry_line = line[: len(wet)], line[len(wet) :]
-        target = 1.0 if self.bypass else self.dry_share
-        if target != self._mix and len(wet):
-            wet = wet + np.linspace(self._mix, target, len(wet), dtype=np.float32)[:, None] * (dry - wet)
-            self._mix = target
-        elif self._mix:
-            wet = wet + self._mix * (dry - wet)
-        out = np.minimum(np.maximum(wet, -1.0, out=wet), 1.0, out=wet)  # in place (`wet` is ours): np.clip's
-        return out[:, 0] if flat else out  # Python dispatch costs more than the clipping at 32 samples
+        finish(wet, dry_in, self.dry_line, self.mix, self.mix_target)
+        return wet[:, 0] if flat else wet
+
+
+@numba.njit(cache=True, nogil=True)
+def finish(wet, dry_in, line, mix, target):  # noqa: ANN001, ANN201 (numba)
+    """Mix the input, delayed by the delay line `line` (latency, channels), into the model's output `wet`
+    (n, channels) in place, at the input's share `mix[0]`, or along a linear ramp to `target` over these n
+    samples where that differs (numpy's `linspace`, to the bit); then clip to [-1, 1]. Compiled: at live's
+    blocks of a few dozen samples numpy's per-call dispatch cost more than the arithmetic."""
+    n, delay = wet.shape[0], line.shape[0]
+    dry = np.empty_like(wet)
+    for i in range(n):
+        dry[i] = line[i] if i < delay else dry_in[i - delay]
+    if n >= delay:
+        line[:] = dry_in[n - delay :]
+    else:
+        line[: delay - n] = line[n:].copy()
+        line[delay - n :] = dry_in
+    start = mix[0]
+    if target != start and n:
+        span = target - start
+        step = span / (n - 1) if n > 1 else np.nan
+        for i in range(n):
+            if i == n - 1 and n > 1:
+                share = np.float32(target)
+            elif n == 1:
+                share = np.float32(start)
+            elif step == 0.0:
+                share = np.float32(i / (n - 1) * span + start)
+            else:
+                share = np.float32(i * step + start)
+            for c in range(wet.shape[1]):
+                wet[i, c] = wet[i, c] + share * (dry[i, c] - wet[i, c])
+        mix[0] = target
+    elif start:
+        share = np.float32(start)
+        for i in range(n):
+            for c in range(wet.shape[1]):
+                wet[i, c] = wet[i, c] + share * (dry[i, c] - wet[i, c])
+    for i in range(n):
+        for c in range(wet.shape[1]):
+            wet[i, c] = min(max(wet[i, c], np.float32(-1.0)), np.float32(1.0))
 
     # -- measurements ----------------------------------------------------------------------------------
     def compute_stats(self) -> dict[str, float]:

@@ -20,12 +20,19 @@ TRANSITION_HZ = 4000.0  # transition width, centred on half the lower rate: shor
 
 
 @numba.njit(cache=True, nogil=True)
-def _filter(history, x, branches, up, down, start, first, end, y):  # noqa: ANN001, ANN202 (numba)
-    """Outputs `first`..`end`-1 of the stream into `y`: output m is branch (m*down mod up) applied to the `taps`
-    inputs ending at input m*down // up, where `history` (the last taps-1 inputs) then `x` hold inputs from
-    `start` on. One loop for every ratio, so each output's sum is the same whatever the chunking."""
+def resample(x, history, counts, branches, up, down):  # noqa: ANN001, ANN201 (numba)
+    """`Resampler.process` (compiled, for callers that are compiled too): the output for the next input chunk `x`,
+    where `history` holds the last taps-1 inputs and `counts` the inputs consumed and outputs produced so far.
+    Output m is branch (m*down mod up) applied to the `taps` inputs ending at input m*down // up: one loop for
+    every ratio, so each output's sum is the same whatever the chunking."""
     taps = branches.shape[1]
     past = history.shape[0]
+    start = counts[0] - past  # the stream index of the history's first sample
+    first = counts[1]
+    counts[0] += x.shape[0]
+    end = -(-counts[0] * up // down)  # output_count
+    counts[1] = end
+    y = np.empty(end - first, np.float32)
     for m in range(first, end):
         pos = m * down
         newest = pos // up - start  # in history + x
@@ -38,6 +45,7 @@ def _filter(history, x, branches, up, down, start, first, end, y):  # noqa: ANN0
     keep = min(past, x.shape[0])  # the new history: the last taps-1 inputs of history + x
     history[: past - keep] = history[keep:].copy()
     history[past - keep :] = x[x.shape[0] - keep :]
+    return y
 
 
 class Resampler:
@@ -58,16 +66,15 @@ class Resampler:
         proto = self.up * (2 * cutoff / rate_up) * np.sinc(2 * cutoff / rate_up * n) * np.kaiser(length, beta)
         proto = np.concatenate([proto, np.zeros(self.taps * self.up - length)])
         # branch p holds h[p + k*up] for k = 0..taps-1, reversed so that it meets the oldest input first
-        self._branches = proto.reshape(self.taps, self.up).T[:, ::-1].astype(np.float32)
+        self.branches = proto.reshape(self.taps, self.up).T[:, ::-1].astype(np.float32)
         self.delay = (length - 1) / 2 / rate_up  # seconds: linear-phase group delay
         self.reset()
         self.process(np.zeros(0, np.float32))  # loads (or compiles) the filter here, not in a live callback
 
     def reset(self) -> None:
         """Start a new stream (silence before it)."""
-        self._history = np.zeros(self.taps - 1, np.float32)
-        self._inputs = 0  # input samples consumed so far
-        self._outputs = 0  # output samples produced so far
+        self.history = np.zeros(self.taps - 1, np.float32)
+        self.counts = np.zeros(2, np.int64)  # input samples consumed, output samples produced so far
 
     def output_count(self, inputs: int) -> int:
         """How many output samples a stream has produced once it has consumed `inputs` samples."""
@@ -75,16 +82,10 @@ class Resampler:
 
     def inputs_for(self, outputs: int) -> int:
         """How many more input samples the stream needs before it has produced `outputs` more (>= 0)."""
-        target = self._outputs + outputs  # output_count(n) >= target  <=>  n * up > (target - 1) * down
-        return max((target - 1) * self.down // self.up + 1 - self._inputs, 0) if outputs > 0 else 0
+        consumed, produced = (int(c) for c in self.counts)
+        target = produced + outputs  # output_count(n) >= target  <=>  n * up > (target - 1) * down
+        return max((target - 1) * self.down // self.up + 1 - consumed, 0) if outputs > 0 else 0
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """The next output samples for the next input chunk (1-D float32)."""
-        x = np.ascontiguousarray(x, np.float32)
-        start = self._inputs - len(self._history)  # the stream index of the history's first sample
-        self._inputs += len(x)
-        end = self.output_count(self._inputs)
-        y = np.empty(end - self._outputs, np.float32)
-        _filter(self._history, x, self._branches, self.up, self.down, start, self._outputs, end, y)
-        self._outputs = end
-        return y
+        return resample(np.ascontiguousarray(x, np.float32), self.history, self.counts, self.branches, self.up, self.down)

@@ -262,30 +262,23 @@ class RingRunner(Runner):
 
 
 class StepRunner(Runner):
-    """The compiled step (`realtime.compiled_step`), one channel, runs of up to its `MAX_HOPS` hops: the
-    ring of past depthwise inputs lives here; a run writes only its own ring rows and the other state set,
-    and `_commit` moves the ring's position on."""
+    """The compiled step (`realtime.compiled_step`), one channel: a whole `run` is one native call
+    (`compiled_step.runs`), which alternates the two state sets and keeps the ring of past depthwise inputs
+    and its position (`cursor`)."""
 
     max_hops = compiled_step.MAX_HOPS
 
     def __init__(self, weights: compiled_step.StepWeights) -> None:
+        self.cursor = np.zeros(2, np.int64)  # the state set the next run reads, the ring's position
         hop = weights.hop
         super().__init__(hop, 1)
         self.weights = weights
-        self._ring = np.zeros((weights.ring_frames, weights.width), np.float32)
-        self._scratch = weights.scratch()
-        self._out = np.zeros(self.max_hops * hop, np.float32)
-        self._position = 0
-        self._hops = 0  # of the last run
+        self.ring = np.zeros((weights.ring_frames, weights.width), np.float32)
         self._states = [
             {name: np.zeros((1, hop), np.float32) for name in (ENCODER_STATE, DECODER_TAIL)} for _ in range(2)
         ]
-        # `run`'s state arguments reading each slot (its state and the other's as the new one), then the rest
-        self._state_args = [
-            (now[ENCODER_STATE][0], new[ENCODER_STATE][0], now[DECODER_TAIL][0], new[DECODER_TAIL][0])
-            for now, new in (self._states, self._states[::-1])
-        ]
-        self._work_args = (*self._scratch, *weights)
+        self.states = tuple(state[name][0] for name in (ENCODER_STATE, DECODER_TAIL) for state in self._states)
+        self.work = (*weights.scratch(), *weights)  # `compiled_step.runs`'s last argument
 
     @classmethod
     def for_model(cls, info: ModelInfo, channels: int) -> StepRunner:
@@ -294,19 +287,25 @@ class StepRunner(Runner):
             raise ValueError("the compiled step needs a model with its weights, and one channel")
         return cls(compiled_step.StepWeights(**info.step))
 
-    def _run(self, piece: np.ndarray) -> np.ndarray:
-        out = self._out[: len(piece)]
-        self._hops = len(piece) // self.hop
-        chunk = np.ascontiguousarray(piece[:, 0])
-        compiled_step.run(chunk, out, *self._state_args[self._slot], self._ring, self._position, *self._work_args)
-        return out[None]
+    @property
+    def _slot(self) -> int:
+        return int(self.cursor[0])
 
-    def _commit(self) -> None:
-        super()._commit()
-        self._position = (self._position + self._hops) % len(self._ring)
+    @_slot.setter
+    def _slot(self, slot: int) -> None:
+        self.cursor[0] = slot
+
+    def run(self, hops: np.ndarray) -> np.ndarray:
+        chunk = np.ascontiguousarray(hops[:, 0])
+        out = np.empty_like(chunk)
+        t0 = time.perf_counter()
+        pieces = compiled_step.runs(chunk, out, self.cursor, self.states, self.ring, self.work)
+        if pieces:
+            self.compute_times.extend([(time.perf_counter() - t0) / pieces] * pieces)
+        return out[:, None]
 
     def state_arrays(self) -> list[np.ndarray]:
-        return [*super().state_arrays(), self._ring]
+        return [*super().state_arrays(), self.ring]
 
     def _sessions(self) -> list[ort.InferenceSession]:
         return []
