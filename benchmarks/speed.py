@@ -35,6 +35,7 @@ BLOCKS = (16, 32, 64, 128, 160, 256, 512, 1024)
 WARMUP_SECONDS = 1.0
 PROFILE_RUNS = 1000  # profiled model runs at one hop each (the profiler slows each run ~10x)
 LIVE_RATE, LIVE_BLOCK = 48000, 64  # the live chain's profile: `denoise live` at JACK period 64
+EVICT_BYTES = 8 << 20  # written between the profile's cold callbacks: more than this machine's L2
 HEADLINE_BLOCK, OURS, BASELINE = 160, "ours_stream", "rnnoise"
 STREAMING_KEYS = tuple(s.key for s in SYSTEMS if s.streaming)
 INPUT = default_model_path().parent / "example_noisy.flac"
@@ -124,47 +125,44 @@ def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
 
 
 def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float]:
-    """us per callback of each part of `denoise live`'s own work at LIVE_RATE in LIVE_BLOCK-frame callbacks,
-    driven by hand (no audio server): the callback (copies and the worker's wake-up), the worker's passes
-    whole, and inside the passes of a second chain over the same audio its two resamplers and its engine, each
-    call timed."""
+    """us per callback of `denoise live`'s own work at LIVE_RATE in LIVE_BLOCK-frame callbacks, driven by hand
+    (no audio server), with the engine in the callback: the callback whole and the chain inside it (compiled end
+    to end), with warm caches, then with EVICT_BYTES written between callbacks, as the audio server and the
+    other clients do to the caches on a live machine; and over the same audio, a chain run part by part
+    (`Chain._parts`, what models without the compiled step run): its resamplers and its engine, each timed."""
     from realtime.engine import Denoiser
     from realtime.live import Bridge, Chain
     from realtime.resample import Resampler
 
     hop = load_model_info(model).hop
-
-    def engine() -> Denoiser:
-        return Denoiser(model, block_size=hop)
-
     x = Resampler(RATE, LIVE_RATE).process(np.asarray(audio, np.float32))
     blocks = len(x) // LIVE_BLOCK
-    bridge = Bridge(Chain(engine(), LIVE_RATE), LIVE_BLOCK, 0)
     out = np.zeros((LIVE_BLOCK, 1), np.float32)
-    callback = worker = 0.0
-    for k in range(blocks):
-        block = x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK, None]
-        start = time.perf_counter()
-        bridge.callback(block, out, LIVE_BLOCK, None, None)
-        callback += time.perf_counter() - start
-        if not bridge.woken():
-            continue
-        start = time.perf_counter()
-        bridge.service()
-        worker += time.perf_counter() - start
-    bridge.stop()
-    chain = Chain(engine(), LIVE_RATE)
-    parts = {"down": 0.0, "engine": 0.0, "up": 0.0}
+    junk = np.zeros(EVICT_BYTES // 8)
+    times = {}
+    for cold in (False, True):
+        totals = {"callback": 0.0, "chain": 0.0}
+        bridge = Bridge(Chain(Denoiser(model, block_size=hop), LIVE_RATE), LIVE_BLOCK, 0, in_callback=True)
+        bridge.chain.process = _timed(bridge.chain.process, totals, "chain")
+        for k in range(blocks):
+            if cold:
+                junk += 1.0
+            start = time.perf_counter()
+            bridge.callback(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK, None], out, LIVE_BLOCK, None, None)
+            totals["callback"] += time.perf_counter() - start
+        times |= {f"{key}_cold" if cold else key: value for key, value in totals.items()}
+    chain = Chain(Denoiser(model, block_size=hop), LIVE_RATE)
+    parts = {"parts": 0.0, "down": 0.0, "engine": 0.0, "up": 0.0}
     for key, owner, name in (
+        ("parts", chain, "_parts"),
         ("down", chain.down, "process"),
         ("engine", chain.engine, "feed"),
         ("up", chain.up, "process"),
     ):
         setattr(owner, name, _timed(getattr(owner, name), parts, key))
     for k in range(blocks):
-        chain.process(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK])
-    per_callback = {"callback": callback, "worker": worker, **parts}
-    return {"callbacks_per_second": LIVE_RATE / LIVE_BLOCK} | {k: v / blocks * 1e6 for k, v in per_callback.items()}
+        chain._parts(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK])
+    return {"callbacks_per_second": LIVE_RATE / LIVE_BLOCK} | {k: v / blocks * 1e6 for k, v in (times | parts).items()}
 
 
 def _timed(function: Callable[[np.ndarray], np.ndarray], totals: dict[str, float], key: str) -> Callable:
@@ -369,16 +367,20 @@ def profile_markdown(profile: dict) -> list[str]:
         chain = profile["live_chain"]
         rate = chain["callbacks_per_second"]
         parts = {
-            "the callback (copies in and out, the worker's wake-up)": "callback",
-            "the worker's passes, whole": "worker",
-            "inside them: resampling 48 -> 16 kHz": "down",
-            "inside them: the engine": "engine",
-            "inside them: resampling 16 -> 48 kHz": "up",
+            "the callback, whole (copies, the chain)": "callback",
+            "inside it: the chain, compiled end to end (what live runs)": "chain",
+            "the callback, whole, caches cold": "callback_cold",
+            "inside it: the chain, caches cold": "chain_cold",
+            "a chain run part by part (models without the compiled step), warm": "parts",
+            "inside it: resampling 48 -> 16 kHz": "down",
+            "inside it: the engine": "engine",
+            "inside it: resampling 16 -> 48 kHz": "up",
         }
         lines += [
             "",
             f"### `denoise live`'s own work per part, {LIVE_RATE} Hz in {LIVE_BLOCK}-frame callbacks ({rate:g} a "
-            "second, as at JACK period 64), driven by hand (no audio server, warm caches)",
+            "second, as at JACK period 64), the engine in the callback, driven by hand (no audio server); cold: "
+            f"{EVICT_BYTES >> 20} MiB written between callbacks, as the server and the other clients do",
             "",
             "| part | us per callback | share of one core |",
             "|---|---|---|",

@@ -44,7 +44,8 @@ class VoiceGate:
         self._limit = window * 10 ** (threshold_db / 10) / UNIT  # a window's sum of squares at the threshold
         self._ramp = (attack * release, release, attack)  # gain 1 in ramp steps; steps up, down a sample
         self._squares = np.zeros(window, np.int64)  # the last `window` samples' squares in units of UNIT
-        self._state = np.array([0, 0, self._hold + 1, 0], np.int64)  # see `_gate`
+        self._state = np.array([0, 0, self._hold + 1, 0], np.int64)  # see `apply_gate`
+        self.state = (self._squares, self._state, self._limit, self._hold, *self._ramp)  # `apply_gate`'s arguments
         self.is_open = False
         self.closed_samples = 0
 
@@ -56,13 +57,13 @@ class VoiceGate:
     def process(self, block: np.ndarray) -> np.ndarray:
         """Gate the next samples (1-D float32 array) in place; returns `block`."""
         if len(block):
-            closed, self.is_open = _gate(block, self._squares, self._state, self._limit, self._hold, *self._ramp)
+            closed, self.is_open = apply_gate(block, *self.state)
             self.closed_samples += closed
         return block
 
 
 @numba.njit(cache=True, nogil=True)
-def _gate(block, squares, state, limit, hold, full, up, down):  # noqa: ANN001, ANN202, PLR0913 (numba)
+def apply_gate(block, squares, state, limit, hold, full, up, down):  # noqa: ANN001, ANN202, PLR0913 (numba)
     """`VoiceGate.process` on a non-empty block, one sample at a time (at live's blocks of a few dozen samples
     numpy's per-call dispatch cost more than the arithmetic). `squares`: the last `window` squares in units,
     a ring; `state`: the ring's position, their sum, samples since the last loud one (at most `hold` + 1),

@@ -35,12 +35,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numba
 import numpy as np
 
-from realtime.engine import Denoiser
-from realtime.gate import VoiceGate
-from realtime.resample import Resampler
+from realtime.compiled_step import runs
+from realtime.engine import Denoiser, finish
+from realtime.gate import VoiceGate, apply_gate
+from realtime.resample import Resampler, resample
 from realtime.ring import RingBuffer
+from realtime.runners import StepRunner
 
 RING_SECONDS = 2.0  # ring capacity: a stall this long is absorbed before input is dropped
 XRUN_TIMES = 4096  # the callback's own xruns whose times it keeps (for matching them with the server's)
@@ -52,6 +55,11 @@ _NOTHING = np.zeros(0, np.float32)  # `Chain.process`'s output while no run is c
 class Chain:
     """Worker-side signal path: device rate -> model rate -> engine in whole runs of hops -> optional voice
     gate (at the model rate, on the engine's output, bypassed or not) -> device rate.
+
+    With the compiled step (`realtime.runners.StepRunner`) the whole path is one native call per `process`
+    (`_process`, over the parts' own compiled functions): in live's callbacks, with the caches cold from the
+    audio server and the other clients, each Python-level step costs several times what it costs in a loop.
+    Otherwise the parts' methods run one after another (`_parts`); the two give the same samples.
 
     A model run costs mostly its start-up (on a busy CPU the weights have left the caches between runs),
     so `hops_per_run` > 1 divides the CPU load by about that much, for `hops_per_run - 1` hops more latency.
@@ -73,7 +81,17 @@ class Chain:
         same = device_rate == engine.sample_rate
         self.down = None if same else Resampler(device_rate, engine.sample_rate)
         self.up = None if same else Resampler(engine.sample_rate, device_rate)
-        self._pending = np.zeros(0, np.float32)
+        self.pending = np.zeros(self.run, np.float32)  # model-rate samples short of a run, the first `held[0]`
+        self.held = np.zeros(1, np.int64)
+        runner = engine.runner
+        self._compiled = None
+        if isinstance(runner, StepRunner):  # `_process`'s arguments after the input and the mix target
+            self._compiled = (
+                *(self.down.state if self.down else None, self.pending, self.held),
+                *(runner.cursor, runner.states, runner.ring, runner.work, engine.dry_line, engine.mix),
+                *(gate.state if gate else None, self.up.state if self.up else None),
+            )
+            self.process(np.zeros(0, np.float32))  # loads (or compiles) it here, not in a live callback
 
     @property
     def resampling_delay(self) -> float:
@@ -88,21 +106,65 @@ class Chain:
 
     def input_needed(self) -> int:
         """Device frames more before the next model run (until then `process` returns nothing)."""
-        short = self.run - len(self._pending)  # model-rate samples the next run lacks
+        short = self.run - int(self.held[0])  # model-rate samples the next run lacks
         return self.down.inputs_for(short) if self.down else short
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Denoise the next device-rate samples (1-D); returns the device-rate samples now ready."""
-        x16 = self.down.process(x) if self.down else x
-        data = np.concatenate([self._pending, x16]) if len(self._pending) else x16
+        if self._compiled is None:
+            return self._parts(x)
+        y, nonfinite, closed, opened = _process(
+            np.ascontiguousarray(x, np.float32), self.engine.mix_target, *self._compiled
+        )
+        self.engine.nonfinite_blocks += nonfinite
+        if self.gate is not None:
+            self.gate.closed_samples += closed
+            self.gate.is_open = opened
+        return y
+
+    def _parts(self, x: np.ndarray) -> np.ndarray:
+        x16 = self.down.process(x) if self.down else np.asarray(x, np.float32)
+        held = int(self.held[0])
+        data = np.concatenate([self.pending[:held], x16]) if held else x16
         whole = len(data) // self.run * self.run
-        self._pending = data[whole:].copy()  # (`data` may be the caller's buffer)
+        rest = len(data) - whole
+        self.pending[:rest] = data[whole:]
+        self.held[0] = rest
         if not whole:  # (no run yet: the engine, gate and resampler would take and give nothing)
             return _NOTHING
         y = self.engine.feed(data[:whole])  # everything ready in one model run
         if self.gate is not None:
             self.gate.process(y)  # in place: the engine's output is a fresh array
         return self.up.process(y) if self.up else y
+
+
+@numba.njit(cache=True, nogil=True)
+def _process(x, target, down, pending, held, cursor, states, ring, work, line, mix, gate, up):  # noqa: ANN001, ANN202, PLR0913
+    """`Chain._parts` in one call: the parts' state as their compiled functions take it (None: no such part).
+    Returns (the device-rate output, whether the input had non-finite samples, the gate's closed samples and
+    whether it is open)."""
+    x16 = x if down is None else resample(x, *down)
+    data = np.concatenate((pending[: held[0]], x16))  # (a copy: the input is the caller's)
+    run = pending.shape[0]
+    whole = data.shape[0] // run * run
+    rest = data.shape[0] - whole
+    pending[:rest] = data[whole:]
+    held[0] = rest
+    nonfinite = False
+    closed, opened = 0, False
+    if not whole:
+        return data[:0], nonfinite, closed, opened
+    chunk = data[:whole]
+    for i in range(whole):
+        if not np.isfinite(chunk[i]):
+            chunk[i] = 0.0
+            nonfinite = True
+    y = np.empty(whole, np.float32)
+    runs(chunk, y, cursor, states, ring, work)
+    finish(y.reshape((whole, 1)), chunk.reshape((whole, 1)), line, mix, target)
+    if gate is not None:
+        closed, opened = apply_gate(y, *gate)
+    return (y if up is None else resample(y, *up)), nonfinite, closed, opened
 
 
 def phase_grid(chain: Chain) -> int:

@@ -68,13 +68,15 @@ class Resampler:
         # branch p holds h[p + k*up] for k = 0..taps-1, reversed so that it meets the oldest input first
         self.branches = proto.reshape(self.taps, self.up).T[:, ::-1].astype(np.float32)
         self.delay = (length - 1) / 2 / rate_up  # seconds: linear-phase group delay
-        self.reset()
+        self.history = np.zeros(self.taps - 1, np.float32)  # the last taps-1 inputs
+        self.counts = np.zeros(2, np.int64)  # input samples consumed, output samples produced so far
+        self.state = (self.history, self.counts, self.branches, self.up, self.down)  # `resample`'s arguments
         self.process(np.zeros(0, np.float32))  # loads (or compiles) the filter here, not in a live callback
 
     def reset(self) -> None:
         """Start a new stream (silence before it)."""
-        self.history = np.zeros(self.taps - 1, np.float32)
-        self.counts = np.zeros(2, np.int64)  # input samples consumed, output samples produced so far
+        self.history.fill(0.0)
+        self.counts.fill(0)
 
     def output_count(self, inputs: int) -> int:
         """How many output samples a stream has produced once it has consumed `inputs` samples."""
@@ -88,4 +90,4 @@ class Resampler:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """The next output samples for the next input chunk (1-D float32)."""
-        return resample(np.ascontiguousarray(x, np.float32), self.history, self.counts, self.branches, self.up, self.down)
+        return resample(np.ascontiguousarray(x, np.float32), *self.state)

@@ -303,7 +303,9 @@ def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
     assert all(0 < profile[f"{name}_run_us"] < profile[f"{name}_feed_us"] for name in ("default", "onnx"))
     chain = profile["live_chain"]
     assert chain["callbacks_per_second"] == 750
-    assert all(chain[k] > 0 for k in ("callback", "worker", "down", "engine", "up"))
+    assert all(chain[k] > 0 for k in ("callback", "chain", "callback_cold", "chain_cold", "down", "engine", "up"))
+    assert chain["chain"] < chain["callback"] and chain["chain_cold"] < chain["callback_cold"]
+    assert chain["down"] + chain["engine"] + chain["up"] < chain["parts"]
     assert "own work per part" in markdown
     assert "## Profile summary" in markdown and "| LayerNormalization |" in markdown
     assert_png(out / "plots" / "speed_rtf_vs_block.png")
