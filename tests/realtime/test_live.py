@@ -63,7 +63,7 @@ def test_resampler_equals_the_textbook_polyphase_filter_whatever_the_chunking(ra
     cuts = np.cumsum(rng.integers(0, 300, 60))
     resampler = Resampler(rate_in, rate_out)
     y = np.concatenate([resampler.process(c) for c in np.split(x, cuts[cuts < len(x)])])
-    h = resampler._branches[:, ::-1].T.reshape(-1).astype(np.float64)  # h[p + k*up] = branch p, tap k
+    h = resampler.branches[:, ::-1].T.reshape(-1).astype(np.float64)  # h[p + k*up] = branch p, tap k
     stuffed = np.zeros(len(x) * resampler.up)
     stuffed[:: resampler.up] = x
     expected = np.convolve(stuffed, h)[: len(stuffed) : resampler.down]
