@@ -62,12 +62,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-delay-ms",
-        type=bounded(float, 0),
+        type=bounded(float, 0, 1000),
         default=100.0,
         help="search this far for a delay of the scored signal and undo it (0: no alignment)",
     )
     p.add_argument("--jobs", type=bounded(int, 1, MAX_THREADS), help="scoring processes (default: all cores)")
     p.set_defaults(run=run_eval)
+
+
+def check_report_path(path: Path, inputs: set[Path]) -> None:
+    """Refuse a report path that is one of the `inputs` (resolved paths) or whose folder does not exist."""
+    from realtime.errors import AudioError
+
+    if path.resolve() in inputs:
+        raise AudioError(f"{path}: is one of the inputs; write the report elsewhere")
+    if not path.parent.is_dir():
+        raise AudioError(f"{path}: no such folder {path.parent}")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -94,6 +104,9 @@ def run_eval(args: argparse.Namespace) -> int:
             triples = [(p.name, p.clean, p.noisy) for p in match_pairs(scored_dir, Path(args.clean), strict=True)]
         else:
             triples = [(p.relative_to(scored_dir).as_posix(), None, p) for p in list_audio(scored_dir)]
+        if args.json:  # checked before any work: the report must not replace an input, nor fail at the end
+            inputs = {Path(f).resolve() for triple in triples for f in triple[1:] if f is not None}
+            check_report_path(Path(args.json), inputs | ({Path(args.csv).resolve()} if args.csv else set()))
         if args.noisy:
             from realtime.files import Job, Settings, denoise_files
 

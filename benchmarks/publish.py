@@ -9,6 +9,7 @@ benchmarks (it exports and scores); torch is imported only when it runs.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import tempfile
@@ -72,21 +73,25 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = args.run_dir / args.checkpoint
     target = shipped_model_path(args.name)
     report_path = args.report or Path(f"benchmarks/results/{args.name}-model.md")
-    document = export(checkpoint, target)
-    payload = load_file(checkpoint)
-    kept = ("model", "model_config", "train_config", "data", "step", "cpu_seconds", "gpu_seconds", "averaged_from")
-    slim = {k: payload[k] for k in kept if k in payload}
-    save_atomic(slim, target.with_suffix(".pt"))
-    report = score_model(target, args.test_root, args.split, args.block_size)
     command = "denoise publish " + shlex.join(sys.argv[2:])
-    document["scores"] = {
-        "test_set": str(args.test_root / "*" / args.split),
-        "path": f"streaming ONNX engine, block {args.block_size} samples",
-        "command": command,
-        "overall": report.mean(),
-        "per_snr": report.to_dict()["per_snr"],
-    }
-    write_json_atomic(sidecar_path(target), document)
+    # exported and scored in a staging folder beside the shipped models: they are replaced only once it all worked
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".publish-") as staging:
+        staged = Path(staging) / target.name
+        document = export(checkpoint, staged)
+        payload = load_file(checkpoint)
+        kept = ("model", "model_config", "train_config", "data", "step", "cpu_seconds", "gpu_seconds", "averaged_from")
+        save_atomic({k: payload[k] for k in kept if k in payload}, staged.with_suffix(".pt"))
+        report = score_model(staged, args.test_root, args.split, args.block_size)
+        document["scores"] = {
+            "test_set": str(args.test_root / "*" / args.split),
+            "path": f"streaming ONNX engine, block {args.block_size} samples",
+            "command": command,
+            "overall": report.mean(),
+            "per_snr": report.to_dict()["per_snr"],
+        }
+        write_json_atomic(sidecar_path(staged), document)
+        for made in sorted(Path(staging).iterdir()):
+            os.replace(made, target.parent / made.name)
     training = document["training"]
     lines = [
         f"# Shipped model `{args.name}`",

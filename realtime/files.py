@@ -141,6 +141,10 @@ def plan_jobs(inputs: list[str], output: str) -> Plan:
     folder for several inputs, a folder input or a trailing slash. With several inputs, one that is missing
     (or a folder without audio) is a failed input; a plan that writes over an input, or writes one output
     for two inputs, is refused as a whole."""
+    if not output:  # (Path("") is the current folder)
+        raise AudioError("the output path is empty")
+    if "" in inputs:
+        raise AudioError("an input path is empty")
     out = Path(output)
     paths = [Path(p) for p in inputs]
     many = len(paths) > 1 or output.endswith(("/", os.sep)) or any(p.is_dir() for p in paths)

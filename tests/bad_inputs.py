@@ -237,6 +237,12 @@ def _missing(root: Path) -> Case:
     return file_fails(root, root / "missing.wav", 2, ("missing.wav", "no such file"))
 
 
+def _empty_paths(root: Path, source: str, output: str, says: str) -> Case:
+    """An empty path is not the current folder: refused before anything is read or written."""
+    sound(root)
+    return Case(root, ["file", source, "-o", output, "--quiet"], 2, (says,), inputs=[root / "in.wav"], outputs=[root])
+
+
 def _empty(root: Path) -> Case:
     (root / "empty.wav").write_bytes(b"")
     return file_fails(root, root / "empty.wav", 1, ("empty.wav", "not a readable audio file"))
@@ -568,6 +574,21 @@ def _eval_option(option: str, value: str) -> Callable[[Path], Case]:
     return lambda root: eval_case(root, 2, (option, f"got '{value}'"), one_second, option, value)
 
 
+def _eval_json_is_an_input(root: Path) -> Case:
+    """--json naming the clean reference: refused before anything is scored, the reference untouched."""
+    return eval_case(root, 2, ("x.wav", "is one of the inputs"), one_second, "--json", str(root / "clean" / "x.wav"))
+
+
+def _dataset_option(*option: str, says: tuple[str, ...]) -> Callable[[Path], Case]:
+    def build(root: Path) -> Case:
+        case = dataset_case(root, 2, says)
+        case.argv += list(option)
+        case.verify = lambda: [f"wrote {p} outside --out" for p in root.glob("escape*")]
+        return case
+
+    return build
+
+
 # -- denoise make-dataset --------------------------------------------------------------------------------------
 def dataset_case(
     root: Path, code: int, says: tuple[str, ...], speech: Path = SPEECH, noise: Path = NOISE, out: Path | None = None
@@ -766,6 +787,8 @@ def _live_unknown_device(root: Path) -> Case:
 # -- the corpus ----------------------------------------------------------------------------------------------------
 CASES: dict[str, Callable[[Path], Case]] = {
     "file: missing path": _missing,
+    "file: empty input path": lambda root: _empty_paths(root, "", str(root / "out.wav"), "an input path is empty"),
+    "file: empty output path": lambda root: _empty_paths(root, str(root / "in.wav"), "", "the output path is empty"),
     "file: empty file (0 bytes)": _empty,
     "file: zero-length audio (header, no samples)": _zero_length,
     "file: non-audio bytes with a .wav name": _not_audio,
@@ -869,6 +892,13 @@ CASES: dict[str, Callable[[Path], Case]] = {
         root, 0, ("x.wav: lengths differ",), lambda p: tone(p, 0.5)
     ),
     "eval: unwritable --json folder": _eval_json_unwritable,
+    "eval: --json naming the clean reference": _eval_json_is_an_input,
+    "eval: --json in a missing folder": lambda root: eval_case(
+        root, 2, ("nowhere", "no such folder"), one_second, "--json", str(root / "nowhere" / "s.json")
+    ),
+    "eval: --max-delay-ms 1e9": _eval_option("--max-delay-ms", "1e9"),
+    "make-dataset: --split leaving --out": _dataset_option("--split", "../escape", says=("--split", "'../escape'")),
+    "make-dataset: --snr nan": _dataset_option("--snr", "nan", "5", says=("--snr", "got 'nan'")),
     "eval --noisy: corrupted model file": _eval_noisy_corrupted_model,
     "eval: --max-delay-ms inf": _eval_option("--max-delay-ms", "inf"),
     "eval: CSV with a short row": _eval_csv("name,snr_db\nx.wav\n"),
@@ -904,6 +934,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "train: --resume from a corrupted last.pt": _train_resume_corrupted_last,
     "train: --steps -1": _train_option("--steps", "-1"),
     "train: --batch-size 0": _train_option("--batch-size", "0"),
+    "train: --threads 0": _train_option("--threads", "0"),
     "train: --seconds 0": _train_option("--seconds", "0"),
     "export: output equal to the checkpoint": _export_case(lambda root: root / "run" / "last.pt", ("last.pt", ".onnx")),
     "export: a .json output (where its sidecar goes)": _export_case(lambda root: root / "m.json", ("m.json", ".onnx")),

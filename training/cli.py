@@ -8,8 +8,15 @@ from pathlib import Path
 
 from model.config import ARCHITECTURES, FamilyConfig, TasNetConfig
 from realtime.errors import EXIT_OK
-from realtime.options import bounded
+from realtime.options import MAX_THREADS, bounded
 from training.config import Augmentation, TrainConfig
+
+
+def split_name(text: str) -> str:
+    """An argparse `type`: a split's folder name, one path component (files are written under it)."""
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"expected a folder name such as train or test, got {text!r}")
+    return text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
     p.add_argument("-o", "--output", type=Path, required=True, help="checkpoint file to write")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=bounded(int, 1, MAX_THREADS), default=1, help="torch threads (default 1)")
     p.set_defaults(run=_run_average)
 
     p = sub.add_parser(
@@ -44,10 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speech", nargs="+", required=True, metavar="DIR")
     p.add_argument("--noise", nargs="+", required=True, metavar="DIR")
     p.add_argument("--out", required=True, metavar="ROOT")
-    p.add_argument("--split", default="train")
-    p.add_argument("--count", type=int, default=100, help="number of pairs")
-    p.add_argument("--seconds", type=float, default=4.0, help="length of each pair")
-    p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
+    p.add_argument("--split", type=split_name, default="train")
+    p.add_argument("--count", type=bounded(int, 1), default=100, help="number of pairs")
+    p.add_argument("--seconds", type=bounded(float, 0, 3600, open_low=True), default=4.0, help="length of each pair")
+    p.add_argument("--snr", type=bounded(float, -50, 100), nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_run_make_dataset)
 
@@ -68,7 +75,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         metavar="ROOT",
         help="roots in the brief's layout (voice_origin/<split>, denoising/<split>)",
     )
-    p.add_argument("--split", default="train", help="split of --paired roots (default: train)")
+    p.add_argument("--split", type=split_name, default="train", help="split of --paired roots (default: train)")
     p.add_argument("--out", required=True, help="run folder: checkpoints last/prev/best.pt and train_log.csv")
     p.add_argument(
         "--resume",
@@ -85,9 +92,11 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         "run there (do it on a copy of an open-ended run folder)",
     )
     p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=bounded(int, 1, MAX_THREADS), help="torch threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="torch device to train on: cpu (default) or cuda")
-    p.add_argument("--workers", type=int, default=0, help="processes drawing batches ahead (default: 0)")
+    p.add_argument(
+        "--workers", type=bounded(int, 0, MAX_THREADS), default=0, help="processes drawing batches ahead (default: 0)"
+    )
     p.add_argument(
         "--arch",
         choices=list(ARCHITECTURES),
@@ -107,7 +116,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=bounded(int, 1), help=f"mixtures per step (default: {TrainConfig.batch_size})")
     p.add_argument("--seconds", type=bounded(float, 0, open_low=True), default=2.0, help="training crop length")
-    p.add_argument("--snr", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
+    p.add_argument("--snr", type=bounded(float, -50, 100), nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--stft-weight", type=float, default=1.0, help="weight of the spectral loss beside -SI-SDR")
     p.add_argument(
@@ -136,7 +145,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also train on sources whose licence forbids commercial use (recorded in the model's sidecar)",
     )
-    g.add_argument("--level", type=float, nargs=2, default=TrainConfig.level_dbfs, metavar=("LOW", "HIGH"))
+    g.add_argument(
+        "--level", type=bounded(float, -100, 0), nargs=2, default=TrainConfig.level_dbfs, metavar=("LOW", "HIGH")
+    )
     g = p.add_argument_group("augmentation (probabilities per mixture)")
     g.add_argument("--rir", nargs="+", default=[], metavar="DIR", help="folders of measured room impulse responses")
     g.add_argument("--simulated-rooms", type=int, default=0, help="shoebox rooms to simulate (pyroomacoustics)")

@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 from helpers import assert_clean_failure, run_cli
 
+import realtime
 from benchmarks.peers import SYSTEMS, Options, System, select, triage
 from benchmarks.peers.base import FrameStream
 from benchmarks.quality import run_file
@@ -269,6 +270,30 @@ def test_bench_quality_without_data_says_what_to_give(tmp_path: Path) -> None:
 def test_publish_reads_its_run_folder_and_names_a_missing_checkpoint(tmp_path: Path) -> None:
     stderr = assert_clean_failure(run_cli("publish", "--run", tmp_path / "nowhere", "--name", "unused", cwd=tmp_path))
     assert "nowhere/best.pt" in stderr
+
+
+def test_publish_that_fails_to_score_leaves_the_shipped_models_as_they_were(tmp_path: Path) -> None:
+    assets = Path(realtime.__file__).parent / "assets"
+    before = sorted(p.name for p in assets.iterdir())
+    stderr = assert_clean_failure(
+        run_cli(
+            "publish",
+            "--run",
+            assets,
+            "--checkpoint",
+            "fast.pt",
+            "--name",
+            "unused-publish-test",
+            "--test-root",
+            tmp_path / "nowhere",
+            "--report",
+            tmp_path / "report.md",
+            cwd=tmp_path,
+        )  # fmt: skip
+    )
+    assert "nowhere" in stderr
+    assert sorted(p.name for p in assets.iterdir()) == before  # nothing exported into them, no staging left
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_bench_speed_writes_the_table(tmp_path: Path) -> None:
