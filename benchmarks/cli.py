@@ -70,22 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_eval)
 
 
-def check_report_path(path: Path, inputs: set[Path]) -> None:
-    """Refuse a report path that is one of the `inputs` (resolved paths) or whose folder does not exist."""
-    from realtime.errors import AudioError
-
-    if path.resolve() in inputs:
-        raise AudioError(f"{path}: is one of the inputs; write the report elsewhere")
-    if not path.parent.is_dir():
-        raise AudioError(f"{path}: no such folder {path.parent}")
-
-
 def run_eval(args: argparse.Namespace) -> int:
     from benchmarks import dnsmos
     from benchmarks.evaluate import RATE, evaluate, read_snr_csv
     from realtime.audio_io import list_audio
     from realtime.errors import AudioError
-    from realtime.model_file import write_json_atomic
+    from realtime.model_file import check_report_path, write_json_atomic
     from training.metrics import METRICS
     from training.paired import match_pairs
 
@@ -106,7 +96,7 @@ def run_eval(args: argparse.Namespace) -> int:
             triples = [(p.relative_to(scored_dir).as_posix(), None, p) for p in list_audio(scored_dir)]
         if args.json:  # checked before any work: the report must not replace an input, nor fail at the end
             inputs = {Path(f).resolve() for triple in triples for f in triple[1:] if f is not None}
-            check_report_path(Path(args.json), inputs | ({Path(args.csv).resolve()} if args.csv else set()))
+            check_report_path(Path(args.json), frozenset(inputs | ({Path(args.csv).resolve()} if args.csv else set())))
         if args.noisy:
             from realtime.files import Job, Settings, denoise_files
 

@@ -28,9 +28,9 @@ from realtime.keys import Keys
 from realtime.live import Bridge, Chain, realtime_thread
 from realtime.live_record import Recorder
 from realtime.live_report import Meter, format_summary, summary
-from realtime.model_file import load_model_info, write_json_atomic
+from realtime.model_file import check_report_path, load_model_info, write_json_atomic
 from realtime.pulse_stream import PulseStream
-from realtime.signals import interrupt_on_signals, signals_ignored
+from realtime.signals import interrupt_once, signals_ignored
 from realtime.virtual_mic import VirtualMic, default_source
 
 REFRESH_S = 0.1  # status line period
@@ -208,7 +208,7 @@ def stream_until_stopped(session: Session, opts: LiveOptions, status: StatusLine
     bridge.start(opts.priority)
     started = time.perf_counter()
     try:
-        with realtime_thread(opts.priority), Keys() as keys, interrupt_on_signals():
+        with realtime_thread(opts.priority), Keys() as keys:  # (a signal: KeyboardInterrupt, from `run_live`)
             if keys.enabled:
                 print("keys: b = bypass on/off, q = quit", file=status.stream)
             start_stream(stream)
@@ -234,17 +234,20 @@ def stream_until_stopped(session: Session, opts: LiveOptions, status: StatusLine
 def run_live(opts: LiveOptions, log: TextIO = sys.stderr) -> dict[str, Any]:
     """Denoise from the input device to the output device (or into a virtual mic) until told to stop;
     returns the summary."""
-    if opts.virtual_mic is None:
-        return serve(opts, log)
-    source = opts.input or default_source()  # pinned before the virtual mic exists
-    rate = opts.sample_rate or VIRTUAL_MIC_RATE
-    with interrupt_on_signals(), VirtualMic(opts.virtual_mic, rate, opts.output, source) as mic:
-        listen = f"; monitored on {opts.output}" if opts.output else ""
-        print(f"virtual mic '{mic.name}' created: pick it as the microphone in other programs{listen}", file=log)
-        return serve(replace(opts, input=source, output=mic.sink, sample_rate=rate), log)
+    with interrupt_once():
+        if opts.virtual_mic is None:
+            return serve(opts, log)
+        source = opts.input or default_source()  # pinned before the virtual mic exists
+        rate = opts.sample_rate or VIRTUAL_MIC_RATE
+        with VirtualMic(opts.virtual_mic, rate, opts.output, source) as mic:
+            listen = f"; monitored on {opts.output}" if opts.output else ""
+            print(f"virtual mic '{mic.name}' created: pick it as the microphone in other programs{listen}", file=log)
+            return serve(replace(opts, input=source, output=mic.sink, sample_rate=rate), log)
 
 
 def serve(opts: LiveOptions, log: TextIO) -> dict[str, Any]:
+    if opts.json:
+        check_report_path(Path(opts.json))
     session = open_session(opts)
     print(f"denoising {session.description}", file=log)
     meter = Meter(session.bridge, lambda: session.stream.latency)

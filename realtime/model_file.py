@@ -440,3 +440,14 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
     with atomic_output(path) as tmp:
         write_json(tmp, document)
+
+
+def check_report_path(path: Path, inputs: frozenset[Path] = frozenset()) -> None:
+    """Refuse, before the work whose report it is, a report path that is one of the `inputs` (resolved paths),
+    a folder, or in a folder that does not exist."""
+    if path.resolve() in inputs:
+        raise AudioError(f"{path}: is one of the inputs; write the report elsewhere")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder; give a file name for the report")
+    if not path.parent.is_dir():
+        raise AudioError(f"{path}: no such folder {path.parent}")

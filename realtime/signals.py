@@ -30,6 +30,22 @@ def interrupt_on_signals() -> contextlib.AbstractContextManager[None]:
     return handling((signal.SIGINT, signal.SIGTERM), interrupt)
 
 
+def interrupt_once() -> contextlib.AbstractContextManager[None]:
+    """`interrupt_on_signals` for the first signal only; later ones are ignored until the context ends, so that
+    the stop it asked for runs its cleanup to the end (recordings closed, the summary written), however many
+    signals follow: `timeout` and service managers signal the process and then its group, a user presses
+    Ctrl-C twice."""
+    fired = False
+
+    def interrupt(signum: int, frame: Any) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise KeyboardInterrupt
+
+    return handling((signal.SIGINT, signal.SIGTERM), interrupt)
+
+
 def signals_ignored() -> contextlib.AbstractContextManager[None]:
     return handling((signal.SIGINT, signal.SIGTERM), signal.SIG_IGN)
 

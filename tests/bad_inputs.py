@@ -940,6 +940,9 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "export: a .json output (where its sidecar goes)": _export_case(lambda root: root / "m.json", ("m.json", ".onnx")),
     "export: a folder where the sidecar goes": _export_case(_folder_named_like_the_sidecar, ("m.json", "is a folder")),
     "live: unknown device name": _live_unknown_device,
+    "live: --json in a missing folder": lambda root: Case(
+        root, ["live", "--json", str(root / "nowhere" / "s.json"), "--duration", "1"], 2, ("nowhere", "no such folder")
+    ),
     "live: --atten-lim-db nan": lambda root: Case(
         root, ["live", "--atten-lim-db", "nan", "--duration", "1"], 2, ("--atten-lim-db", "got 'nan'")
     ),

@@ -404,15 +404,21 @@ def test_keys_switch_to_bypass_and_quit(jack_server: JackServer, noisy48: np.nda
 
 
 # SIG_IGN: started as a background command of a shell without job control (a script's `denoise live &`),
-# where SIGINT arrives ignored; a SIGINT sent to it must still stop it.
-@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "inherited-ignored"])
+# where SIGINT arrives ignored; a SIGINT sent to it must still stop it. Two SIGTERMs at once: what `timeout`
+# sends (to the process, then to its group); the second must not cut the stop short.
+@pytest.mark.parametrize(
+    ("sigint", "stops"),
+    [(signal.SIG_DFL, [signal.SIGINT]), (signal.SIG_IGN, [signal.SIGINT]), (signal.SIG_DFL, [signal.SIGTERM] * 2)],
+    ids=["default", "inherited-ignored", "sigterm-twice"],
+)
 def test_ctrl_c_stops_cleanly_with_complete_recordings(
-    jack_server: JackServer, noisy48: np.ndarray, tmp_path: Path, sigint: signal.Handlers
+    jack_server: JackServer, noisy48: np.ndarray, tmp_path: Path, sigint: signal.Handlers, stops: list[int]
 ) -> None:
     summary_path = tmp_path / "live.json"
     proc = start_live(jack_server, "--json", summary_path, "--record", tmp_path / "rec", sigint=sigint)
     played_and_recorded(jack_server, noisy48, RATE)
-    proc.send_signal(signal.SIGINT)
+    for stop in stops:
+        proc.send_signal(stop)
     code, err = finish(proc)
     assert code == 0, err
     summary = json.loads(summary_path.read_text())
