@@ -44,12 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from realtime.files import Settings, denoise_files, plan_jobs
     from realtime.model_file import load_model_info
-    from realtime.signals import interrupt_on_signals
+    from realtime.signals import interrupt_once
 
     load_model_info(args.model)  # a missing or broken model is one error before any file, not one per file
     settings = Settings(args.model, args.block_size, args.threads, args.dry, args.atten_lim_db)
     plan = plan_jobs(args.inputs, args.output)
-    with interrupt_on_signals():  # SIGTERM as Ctrl-C: temporary files removed, the summary printed
+    with interrupt_once():  # SIGTERM as Ctrl-C: temporary files removed, the summary printed, once
         show = False if args.quiet else True if args.progress else None  # None: only on a terminal
         failures = denoise_files(plan.jobs, settings, args.sample_rate, show, plan.failed, args.jobs)
     return EXIT_FAILED if failures else EXIT_OK

@@ -424,6 +424,27 @@ def _sigterm_mid_write(root: Path) -> Case:
     return case
 
 
+def _sigterm_twice_with_workers(root: Path) -> Case:
+    """Two SIGTERMs a millisecond apart (as `timeout` sends them) while two worker processes write: the second
+    must neither hang the stop (it cut the pool's terminate short) nor let the workers finish their files."""
+    sources = [tone(root / "in" / f"{name}.wav", 120.0) for name in ("a", "b")]
+    argv = ["file", str(root / "in"), "-o", str(root / "out"), "--jobs", "2", "--quiet"]
+    case = Case(root, argv, 130, ("interrupted",), inputs=sources, outputs=[root / "out"], timeout=120)
+
+    def terminate(proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline and not list(root.glob("out/.*.part")):
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)
+
+    case.during = terminate
+    case.verify = lambda: [f"{p} was written after the stop" for p in (root / "out").glob("*.wav")]
+    case.note = "two SIGTERMs 1 ms apart once a worker's temporary file exists"
+    return case
+
+
 def _stale_temporary_file(root: Path) -> Case:
     """An earlier run killed mid-write left its temporary file; another program's file beside it stays."""
     case = file_works(root, sound(root), ("removed", ".in.wav.k1ll3d_x.part"))
@@ -819,6 +840,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: output folder given with a trailing slash": _output_folder_with_slash,
     "file: a missing file among several": _missing_among_several,
     "file: SIGTERM mid-write": _sigterm_mid_write,
+    "file: two SIGTERMs during a --jobs 2 run": _sigterm_twice_with_workers,
     "file: a stale temporary file from a killed run": _stale_temporary_file,
     "file: disk full while writing": _disk_full,
     "file: unknown output format": _unknown_format,
