@@ -340,8 +340,16 @@ def denoise_files(
             expected.append(info.frames / info.samplerate)
         except AudioError:
             expected.append(0.0)
-    failures, seconds, done, start = len(failed), 0.0, 0, time.perf_counter()
     processes = max(1, min(processes, len(jobs)))
+    engines = {1: make_engine(settings)} if jobs else {}
+    if jobs:
+        begin = time.perf_counter()
+        if engines[1].warm_up(settings.block_size):  # the first run after installing: kept out of the speed
+            print(
+                f"compiled the engine in {time.perf_counter() - begin:.1f} s (once: later runs load it)",
+                file=sys.stderr,
+            )
+    failures, seconds, done, start = len(failed), 0.0, 0, time.perf_counter()
     try:
         with tqdm(
             total=sum(expected),
@@ -351,7 +359,7 @@ def denoise_files(
             disable=not (sys.stderr.isatty() if show_progress is None else show_progress),
             bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]",
         ) as bar:
-            for outcome, advance in _outcomes(jobs, expected, settings, sample_rate, processes, bar):
+            for outcome, advance in _outcomes(jobs, expected, settings, sample_rate, processes, engines, bar):
                 if outcome.seconds is None:
                     failures += 1
                     advance.give_up()
@@ -376,12 +384,12 @@ def _outcomes(
     settings: Settings,
     sample_rate: int | None,
     processes: int,
+    engines: dict[int, Denoiser],
     bar: Any,
 ) -> Iterator[tuple[Outcome, Advance]]:
-    """Each job's outcome in job order, with the bar's advance for it: here chunk by chunk, or from worker
-    processes file by file."""
+    """Each job's outcome in job order, with the bar's advance for it: here chunk by chunk with `engines`, or
+    from worker processes file by file."""
     if processes == 1:
-        engines = {1: make_engine(settings)}
         for job, seconds in zip(jobs, expected):
             advance = Advance(bar, seconds)
             yield run_job(job, settings, sample_rate, engines, advance), advance
