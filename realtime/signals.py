@@ -19,22 +19,12 @@ def handling(signals: tuple[signal.Signals, ...], handler: Any) -> Iterator[None
             signal.signal(s, old)
 
 
-def interrupt_on_signals() -> contextlib.AbstractContextManager[None]:
-    """SIGINT (Ctrl-C) and SIGTERM raise KeyboardInterrupt, so that temporary files are removed and summaries
-    written, even in a process started with SIGINT ignored: a shell without job control starts background
-    commands so, and Python then leaves it ignored."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    return handling((signal.SIGINT, signal.SIGTERM), interrupt)
-
-
 def interrupt_once() -> contextlib.AbstractContextManager[None]:
-    """`interrupt_on_signals` for the first signal only; later ones are ignored until the context ends, so that
-    the stop it asked for runs its cleanup to the end (recordings closed, the summary written), however many
-    signals follow: `timeout` and service managers signal the process and then its group, a user presses
-    Ctrl-C twice."""
+    """The first SIGINT (Ctrl-C) or SIGTERM raises KeyboardInterrupt, so that temporary files are removed and
+    summaries written, even in a process started with SIGINT ignored (a shell without job control starts
+    background commands so, and Python then leaves it ignored). Later ones are ignored until the context ends,
+    so that the stop runs its cleanup to the end however many signals follow: `timeout` and service managers
+    signal the process and then its group, a user presses Ctrl-C twice."""
     fired = False
 
     def interrupt(signum: int, frame: Any) -> None:
