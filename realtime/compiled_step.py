@@ -21,9 +21,11 @@ import numba
 import numpy as np
 from numba.extending import overload
 
+from realtime.jit import jit
+
 MAX_HOPS = 64  # hops per call: longer runs are split by the caller (bounds the ring and the scratch)
 _FLAGS = {"contract", "reassoc", "arcp", "nsz"}  # vectorised sums; no assumptions about NaN or inf
-_jit = numba.njit(cache=True, fastmath=_FLAGS, boundscheck=False, nogil=True)
+_jit = jit(fastmath=_FLAGS, boundscheck=False)
 
 
 class StepWeights(NamedTuple):

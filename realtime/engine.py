@@ -15,9 +15,9 @@ import math
 import os
 from collections import deque
 
-import numba
 import numpy as np
 
+from realtime.jit import jit
 from realtime.model_file import load_model_info
 from realtime.runners import MAX_HOPS_PER_RUN, GraphRunner, RingRunner, Runner, StepRunner, open_session
 
@@ -178,7 +178,7 @@ class Denoiser:
         return wet[:, 0] if flat else wet
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def finish(wet, dry_in, line, mix, target):  # noqa: ANN001, ANN201 (numba)
     """Mix the input, delayed by the delay line `line` (latency, channels), into the model's output `wet`
     (n, channels) in place, at the input's share `mix[0]`, or along a linear ramp to `target` over these n

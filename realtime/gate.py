@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from realtime.jit import jit
 
 UNIT = 2.0**-40  # squares in whole units of this (-120 dBFS): exact int64 sums, for blocks up to 8 M samples
 
@@ -62,7 +63,7 @@ class VoiceGate:
         return block
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def apply_gate(block, squares, state, limit, hold, full, up, down):  # noqa: ANN001, ANN202, PLR0913 (numba)
     """`VoiceGate.process` on a non-empty block, one sample at a time (at live's blocks of a few dozen samples
     numpy's per-call dispatch cost more than the arithmetic). `squares`: the last `window` squares in units,

@@ -35,12 +35,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import numba
 import numpy as np
 
 from realtime.compiled_step import runs
 from realtime.engine import Denoiser, finish
 from realtime.gate import VoiceGate, apply_gate
+from realtime.jit import jit
 from realtime.resample import Resampler, resample
 from realtime.ring import RingBuffer
 from realtime.runners import StepRunner
@@ -138,7 +138,7 @@ class Chain:
         return self.up.process(y) if self.up else y
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _process(x, target, down, pending, held, cursor, states, ring, work, line, mix, gate, up):  # noqa: ANN001, ANN202, PLR0913
     """`Chain._parts` in one call: the parts' state as their compiled functions take it (None: no such part).
     Returns (the device-rate output, whether the input had non-finite samples, the gate's closed samples and

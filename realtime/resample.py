@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from realtime.jit import jit
 
 STOPBAND_DB = 60.0  # alias/image rejection beyond the transition band
 TRANSITION_HZ = 4000.0  # transition width, centred on half the lower rate: short filter, ~1 ms round trip
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def resample(x, history, counts, branches, up, down):  # noqa: ANN001, ANN201 (numba)
     """`Resampler.process` (compiled, for callers that are compiled too): the output for the next input chunk `x`,
     where `history` holds the last taps-1 inputs and `counts` the inputs consumed and outputs produced so far.

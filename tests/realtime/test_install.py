@@ -1,5 +1,6 @@
 """The installed command: `denoise` on PATH is ours whatever was installed in which order, and the RNNoise
-peer (whose wheel ships a `denoise` of its own) is installed off PATH, where only its benchmark finds it."""
+peer (whose wheel ships a `denoise` of its own) is installed off PATH, where only its benchmark finds it; the
+package's folder holds only what pip installed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from helpers import run_cli
 
+import realtime
 from benchmarks.peers import Options
 from benchmarks.peers.rnnoise import PEER_SITE, RNNoise
 
@@ -41,3 +44,17 @@ def test_the_rnnoise_peer_runs_from_its_folder_off_path() -> None:
     stream = peer.stream(160)
     out = np.concatenate([stream.feed(np.zeros(160, np.float32)) for _ in range(10)] + [stream.flush()])
     assert out.size > 0 and np.all(np.isfinite(out))
+
+
+def test_compiled_code_is_cached_for_the_user_and_the_package_stays_as_installed(tmp_path, example_noisy) -> None:
+    """numba's machine code goes to the user's cache folder. Beside the modules (numba's default) it was files
+    pip does not know of: `pip uninstall` left the folder behind, and Python imported it as an empty namespace
+    package `realtime` that shadowed an editable install made later (command 2 after command 1 failed so)."""
+    package = Path(realtime.__file__).parent
+    before = {path: path.stat().st_mtime_ns for path in package.rglob("*.nb[ic]")}
+    env = {"XDG_CACHE_HOME": str(tmp_path), "NUMBA_CACHE_DIR": ""}  # (numba reads "" as unset)
+    result = run_cli("file", example_noisy, "-o", tmp_path / "out.wav", env=env)
+    assert result.code == 0, result.stderr
+    assert {path: path.stat().st_mtime_ns for path in package.rglob("*.nb[ic]")} == before
+    cached = {path.name.split("-")[0] for path in (tmp_path / "rtdenoise" / "numba").rglob("*.nbi")}
+    assert "engine.finish" in cached, cached
