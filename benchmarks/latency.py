@@ -60,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--engine-in",
         nargs="+",
         choices=ENGINE_IN,
-        default=["worker"],
-        help="`denoise live --engine-in` values (default worker)",
+        default=["auto"],
+        help="`denoise live --engine-in` values (default auto, as live's)",
     )
     p.add_argument("--model", help="ONNX model file or shipped model name for live (default: default)")
     p.add_argument("--soak", type=float, metavar="SECONDS", help="one run of this length at the first period")
@@ -292,8 +292,9 @@ def table_row(r: dict) -> str:
 
 
 def headroom(r: dict) -> str:
-    """The run's headroom, and where its engine ran when that was the callback."""
-    return f"{r['headroom']}" + (", engine in the callback" if r.get("engine_in") == "callback" else "")
+    """The run's headroom, and where its engine ran when that was the callback (as live chose it, for auto)."""
+    where = r["live"].get("engine_in", r.get("engine_in"))
+    return f"{r['headroom']}" + (", engine in the callback" if where == "callback" else "")
 
 
 def span(measured: dict[str, float]) -> str:

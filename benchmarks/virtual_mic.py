@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("virtual-mic", help="soak denoise live --virtual-mic", description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=600.0, help="how long to stream (default 600)")
     p.add_argument("--headroom", type=int, default=1, help="live's --headroom (default 1, live's own default)")
-    p.add_argument("--engine-in", choices=ENGINE_IN, default="worker", help="live's --engine-in")
+    p.add_argument("--engine-in", choices=ENGINE_IN, default="auto", help="live's --engine-in (default auto)")
     p.add_argument("--server", choices=list(SERVERS), default="pulseaudio", help="the sound server to start")
     p.add_argument("--out", type=Path, help="report (default: benchmarks/results/virtual-mic[-pipewire].md)")
     p.set_defaults(run=run)
@@ -55,7 +55,7 @@ def looped_example(seconds: float) -> np.ndarray:
     return np.tile(audio, int(np.ceil(seconds * RATE / len(audio))))[: int(seconds * RATE)]
 
 
-def soak(seconds: float, headroom: int, kind: str = "pulseaudio", engine_in: str = "worker") -> dict[str, Any]:
+def soak(seconds: float, headroom: int, kind: str = "pulseaudio", engine_in: str = "auto") -> dict[str, Any]:
     signal = looped_example(seconds)
     with tempfile.TemporaryDirectory() as scratch, SERVERS[kind](RATE) as server:
         summary_path = Path(scratch) / "live.json"
@@ -94,7 +94,8 @@ def soak(seconds: float, headroom: int, kind: str = "pulseaudio", engine_in: str
         "server": server.title,
         "seconds": seconds,
         "headroom": headroom,
-        "engine_in": engine_in,
+        "engine_in_requested": engine_in,
+        "engine_in": summary["engine_in"],  # where live ran it (auto decides)
         "windows": windows,
         "drift_ms": windows[-1]["path_ms"] - windows[0]["path_ms"],
         "expected_lag_ms": expected / RATE * 1000,
@@ -137,8 +138,9 @@ def markdown(head: dict[str, Any], result: dict[str, Any]) -> str:
     live, lat = result["live"], result["live"]["latency_ms"]
     paths = [w["path_ms"] for w in result["windows"]]
     lines = header_markdown("Virtual mic soak", head)
+    requested = result.get("engine_in_requested", result["engine_in"])  # (reports from before auto)
     lines += [
-        f"`denoise live --virtual-mic --headroom {result['headroom']} --engine-in {result['engine_in']}` for "
+        f"`denoise live --virtual-mic --headroom {result['headroom']} --engine-in {requested}` for "
         f"{result['seconds']:.0f} s from a private "
         f"{result['server']} server's null sink (the microphone) to a client recording the virtual mic and the "
         "microphone's monitor in lockstep (`benchmarks/virtual_mic.py`). Every minute, a 10 s window of the virtual "

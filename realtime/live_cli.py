@@ -8,7 +8,7 @@ import re
 from realtime.errors import EXIT_OK
 from realtime.options import bounded
 
-ENGINE_IN = ("worker", "callback")  # where `--engine-in` runs the model (the benchmarks pass it through)
+ENGINE_IN = ("auto", "worker", "callback")  # where `--engine-in` runs the model (the benchmarks pass it through)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,9 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--engine-in",
         choices=ENGINE_IN,
-        default="worker",
-        help="where the model runs: a worker thread (default), or the audio callback itself: one block less "
-        "latency and less CPU, but no slack: a run that outlasts a block is an xrun (--headroom adds latency only)",
+        default="auto",
+        help="where the model runs: the audio callback itself (one block less latency, no thread to wake, but "
+        "no slack: a run that outlasts a block is an xrun), a worker thread (--headroom more blocks of slack), or "
+        "auto (default): the callback where the model's warm run time is at most a quarter of a block",
     )
     p.add_argument(
         "--priority",
@@ -146,7 +147,7 @@ def run_live(args: argparse.Namespace) -> int:
         block_size=args.block_size,
         headroom=args.headroom,
         hops_per_run=args.hops_per_run,
-        in_callback=args.engine_in == "callback",
+        engine_in=args.engine_in,
         priority=args.priority,
         model=args.model,
         dry=args.dry,

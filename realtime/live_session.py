@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import sys
 import threading
@@ -36,6 +37,7 @@ from realtime.virtual_mic import VirtualMic, default_source
 REFRESH_S = 0.1  # status line period
 GIL_SWITCH_S = 2e-4  # the audio callback waits at most about this long for the worker to yield the GIL
 WARMUP_HOPS = 16  # onnxruntime's first runs are slow: run them before the stream starts
+CALLBACK_SHARE = 0.25  # --engine-in auto: the callback's runs, timed warm, may take this share of its period
 DEFAULT_BLOCK = 128  # frames per callback outside JACK: 2.7 ms at 48 kHz
 VIRTUAL_MIC_RATE = 48000  # the virtual mic's rate unless --sample-rate: what call programs run at
 VIRTUAL_MIC_BLOCK_S = 0.01  # ALSA's pulse device serves periods of about 10 ms: smaller blocks only add xruns
@@ -52,7 +54,7 @@ class LiveOptions:
     block_size: int | None = None  # None: the JACK period under JACK, else DEFAULT_BLOCK
     headroom: int = 1  # extra blocks of output buffering: each gives the worker one more period
     hops_per_run: int = 1
-    in_callback: bool = False  # run the engine inside the audio callback instead of a worker thread
+    engine_in: str = "auto"  # where the model runs: "worker" thread, audio "callback", or "auto" (`fits_in_callback`)
     priority: int = 1
     model: str | None = None
     dry: float = 0.0
@@ -66,14 +68,28 @@ class LiveOptions:
     virtual_mic: str | None = None  # feed a virtual mic of this name on the sound server (output: its monitor)
 
 
-def make_engine(opts: LiveOptions) -> Denoiser:
-    """A mono engine taking whole hops, warmed up."""
+def make_engine(opts: LiveOptions) -> tuple[Denoiser, float]:
+    """A mono engine taking whole hops, warmed up, and the seconds a warm hop took (the median of the warm-up's
+    second half)."""
     hop = load_model_info(opts.model).hop
     engine = Denoiser(opts.model, block_size=hop, dry=opts.dry, atten_lim_db=opts.atten_lim_db)
+    times = []
     for _ in range(WARMUP_HOPS):
+        begin = time.perf_counter()
         engine.feed(np.zeros(hop, np.float32))
+        times.append(time.perf_counter() - begin)
     engine.reset()
-    return engine
+    return engine, float(np.median(times[WARMUP_HOPS // 2 :]))
+
+
+def fits_in_callback(chain: Chain, block: int, hop_s: float, share: float = CALLBACK_SHARE) -> bool:
+    """Whether the engine provably fits into the audio callback: the most model runs a callback of `block`
+    frames can complete (each input sample completes at most one run's worth), at `hop_s` per hop, within
+    `share` of the callback's period. The timing is warm, from before the stream: `share` leaves room for
+    cold caches and scheduling jitter."""
+    model_samples = block * chain.engine.sample_rate / chain.rate
+    runs = math.ceil(model_samples / chain.run)
+    return runs * (chain.run // chain.engine.hop) * hop_s <= share * block / chain.rate
 
 
 def block_sizes(opts: LiveOptions, source: Device, rate: int) -> tuple[int, int]:
@@ -156,6 +172,7 @@ class Session:
     stream: Any
     recorder: Recorder | None
     description: str
+    hop_s: float  # a warm hop's run time before the stream (what --engine-in auto decided on)
 
 
 def server_device(name: str, rate: int, kind: str) -> Device:
@@ -178,12 +195,13 @@ def open_session(opts: LiveOptions) -> Session:
         if opts.channel is not None and not 0 <= opts.channel < source.inputs:
             raise AudioError(f"--channel must be between 1 and {source.inputs} for {source.label}")
         rate = opts.sample_rate or source.default_rate
-    engine = make_engine(opts)
+    engine, hop_s = make_engine(opts)
     block, blocksize = block_sizes(opts, source, rate)
     gate = None if opts.gate_db is None else VoiceGate(opts.gate_db, opts.gate_hold_ms, engine.sample_rate)
     chain = Chain(engine, rate, opts.hops_per_run, gate)
     channel = 0 if opts.virtual_mic else opts.channel  # the server's source is mono
-    bridge = Bridge(chain, block, channel, opts.headroom, opts.record is not None, opts.in_callback)
+    in_callback = opts.engine_in == "callback" or (opts.engine_in == "auto" and fits_in_callback(chain, block, hop_s))
+    bridge = Bridge(chain, block, channel, opts.headroom, opts.record is not None, in_callback)
     if opts.virtual_mic:
         stream = PulseStream(rate, block, source.name, sink.name, bridge.callback, opts.priority + 1)
         description = f"{source.name} into the virtual mic {opts.virtual_mic} at {rate} Hz, {block}-frame blocks"
@@ -192,9 +210,11 @@ def open_session(opts: LiveOptions) -> Session:
         stream = open_stream(bridge, source, sink, in_channels, blocksize)
         channel_text = "a downmix of all channels" if opts.channel is None else f"channel {opts.channel + 1}"
         description = f"{channel_text} of {source.label} into {sink.label} at {rate} Hz, {block}-frame blocks"
+    place = "in the audio callback" if in_callback else "in a worker thread"
+    description += f"; the engine {place} (a warm hop took {hop_s * 1e3:.3f} ms)"
     rings = (bridge.record_in, bridge.record_out)
     recorder = Recorder(opts.record, rate, rings, opts.priority) if opts.record else None
-    return Session(source, sink, engine, bridge, stream, recorder, description)
+    return Session(source, sink, engine, bridge, stream, recorder, description, hop_s)
 
 
 def stream_until_stopped(session: Session, opts: LiveOptions, status: StatusLine, meter: Meter) -> tuple[float, bool]:
@@ -258,6 +278,8 @@ def serve(opts: LiveOptions, log: TextIO) -> dict[str, Any]:
         "output_device": session.sink.label,
         "virtual_mic": opts.virtual_mic,
         "recorded": recorded,
+        "engine_in_requested": opts.engine_in,
+        "warm_hop_ms": session.hop_s * 1e3,
         "clock_slip_frames": session.stream.slipped if isinstance(session.stream, PulseStream) else 0,
         "clock_slip_checks": session.stream.slip_checks if isinstance(session.stream, PulseStream) else 0,
         "clock_slip_blocks": session.stream.slip_blocks if isinstance(session.stream, PulseStream) else [],

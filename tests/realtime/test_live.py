@@ -30,6 +30,7 @@ from realtime.engine import Denoiser
 from realtime.files import Settings, SignalProcessor
 from realtime.live import Bridge, Chain, min_prefill
 from realtime.live_report import LATENCY_EVERY_S
+from realtime.live_session import fits_in_callback
 from realtime.model_file import load_model_info
 from realtime.resample import Resampler
 
@@ -158,6 +159,18 @@ def test_the_engine_in_the_callback_plays_the_workers_output_a_smaller_prefill_s
     silent.out_ring.read_into(np.zeros((1, 1), np.float32))  # one frame less than its prefill
     run_blocks(silent, np.zeros(RATE // 10, np.float32), serve=np.zeros(RATE // 10 // block, bool))
     assert silent.underruns > 0
+
+
+def test_auto_runs_the_engine_in_the_callback_only_where_its_worst_callback_fits_a_quarter_period() -> None:
+    """At 48 kHz a 64-frame callback (1.33 ms) brings 21.3 samples at 16 kHz, so it completes at most one
+    32-sample run: the engine fits while a warm hop takes at most a quarter period. 256 frames (85.3 samples)
+    complete up to 3 runs; with runs of 3 hops, 64 frames complete one run of 3."""
+    single = Chain(Denoiser(block_size=32), RATE)
+    assert fits_in_callback(single, 64, 0.333e-3) and not fits_in_callback(single, 64, 0.334e-3)
+    assert fits_in_callback(single, 256, 0.444e-3) and not fits_in_callback(single, 256, 0.445e-3)
+    triple = Chain(Denoiser(block_size=32), RATE, hops_per_run=3)
+    assert fits_in_callback(triple, 64, 0.111e-3) and not fits_in_callback(triple, 64, 0.112e-3)
+    assert not fits_in_callback(single, 64, 0.2e-3, share=0.1)
 
 
 def test_prefill_is_the_smallest_that_holds() -> None:
@@ -289,7 +302,7 @@ def played_and_recorded(server: JackServer, audio: np.ndarray, frames: int) -> L
     return loop
 
 
-@pytest.mark.parametrize("engine_in", ["worker", "callback"])
+@pytest.mark.parametrize("engine_in", ["worker", "callback", "auto"])
 def test_live_output_matches_the_file_engine_at_the_reported_latency(
     jack_server: JackServer, noisy48: np.ndarray, file_engine_output: np.ndarray, tmp_path: Path, engine_in: str
 ) -> None:
@@ -304,7 +317,11 @@ def test_live_output_matches_the_file_engine_at_the_reported_latency(
     code, err = finish(proc)
     assert code == 0, err
     summary = json.loads(summary_path.read_text())
-    assert summary["block_size"] == PERIOD and summary["engine_in"] == engine_in
+    assert summary["block_size"] == PERIOD and summary["engine_in_requested"] == engine_in
+    if engine_in == "auto":  # the default: the callback where the warm hop time before the stream fits
+        fits = fits_in_callback(Chain(Denoiser(block_size=32), RATE), PERIOD, summary["warm_hop_ms"] / 1e3)
+        engine_in = "callback" if fits else "worker"
+    assert summary["engine_in"] == engine_in
     assert 0 < summary["cpu_percent"] < 100 * (os.cpu_count() or 1)  # the whole run's, as the status line shows it
     # Its split by thread: the audio threads did work (the worker's none when the callback runs the engine),
     # and they are part of the process's (the callback's reading is at most CPU_EVERY callbacks old, so it can
