@@ -112,7 +112,15 @@ def _umask() -> int:
     return mask
 
 
-TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.part")  # atomic_output's: "." + target + mkstemp's 8 + suffix
+TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.part", re.DOTALL)  # atomic_output's: "." stem "." 8 ".part"
+TEMP_STEM_BYTES = 255 - 15  # NAME_MAX less the temporary name's own 15 characters
+
+
+def temp_stem(name: str) -> str:
+    """The output's name as its temporary file's name holds it: cut to TEMP_STEM_BYTES, so that an output
+    whose name is itself near NAME_MAX can still be written."""
+    raw = os.fsencode(name)
+    return name if len(raw) <= TEMP_STEM_BYTES else os.fsdecode(raw[:TEMP_STEM_BYTES])
 
 
 def remove_stale_temps(targets: list[Path]) -> list[Path]:
@@ -120,7 +128,7 @@ def remove_stale_temps(targets: list[Path]) -> list[Path]:
     one listing per folder. Returns what was removed."""
     by_folder: dict[Path, set[str]] = {}
     for target in targets:
-        by_folder.setdefault(target.parent, set()).add(target.name)
+        by_folder.setdefault(target.parent, set()).add(temp_stem(target.name))
     removed = []
     for folder, names in by_folder.items():
         with contextlib.suppress(OSError), os.scandir(folder) as entries:
@@ -157,7 +165,7 @@ def atomic_output(path: str | os.PathLike, protect: tuple[Path, ...] = ()) -> It
     try:
         deferred.start()
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{temp_stem(target.name)}.", suffix=".part", dir=folder)
         except OSError as exc:
             raise AudioError(f"{folder}: cannot write here ({exc.strerror})") from None
         tmp = Path(tmp_name)

@@ -71,9 +71,17 @@ def _report(exc: Exception) -> int:
         )
         return EXIT_USAGE
     if isinstance(exc, known):
-        print(f"denoise: {exc}", file=sys.stderr)
+        print(f"denoise: {os_error_text(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
         return EXIT_USAGE
     raise exc
+
+
+def os_error_text(exc: OSError) -> str:
+    """'PATH: reason' for a system error, not Python's '[Errno N] reason: 'PATH''."""
+    if not exc.strerror:
+        return str(exc)
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return ": ".join([" -> ".join(paths), exc.strerror] if paths else [exc.strerror])
 
 
 if __name__ == "__main__":

@@ -463,6 +463,21 @@ def _disk_full(root: Path) -> Case:
     return case
 
 
+def _name_max_output(root: Path) -> Case:
+    """An output name of NAME_MAX (255 bytes) is writable: its temporary file's name must not outgrow it."""
+    source, out = sound(root), root / "out" / ("y" * 251 + ".wav")
+    out.parent.mkdir()
+    argv = ["file", str(source), "-o", str(out), "--quiet"]
+    return Case(root, argv, 0, inputs=[source], outputs=[out.parent], produces=[out], like=source)
+
+
+def _over_name_max_output(root: Path) -> Case:
+    """A name the file system refuses: its reason in words, not Python's '[Errno 36] ...'."""
+    case = file_fails(root, sound(root), 2, ("File name too long",), out=root / ("y" * 252 + ".wav"))
+    case.denies = ("[Errno",)
+    return case
+
+
 def _unknown_format(root: Path) -> Case:
     return file_fails(root, sound(root), 1, ("out.xyz", "unknown output format"), out=root / "out" / "out.xyz")
 
@@ -844,6 +859,8 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "file: a stale temporary file from a killed run": _stale_temporary_file,
     "file: disk full while writing": _disk_full,
     "file: unknown output format": _unknown_format,
+    "file: an output name of 255 bytes (NAME_MAX)": _name_max_output,
+    "file: an output name over NAME_MAX": _over_name_max_output,
     "file: corrupted model file": _corrupted_model,
     "file: corrupted step file of the model": _corrupted_step,
     "file: step file with int8 weights but no scales": _step_without_scales,
