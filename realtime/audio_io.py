@@ -31,7 +31,7 @@ def list_audio(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Sorted audio files under `folder`; raises AudioError if the folder is missing or has none."""
     root = Path(folder)
     if not root.is_dir():
-        raise AudioError(f"{root}: no such folder")
+        raise AudioError(f"{root}: {'not a folder' if root.exists() else 'no such folder'}")
     found = sorted(p for p in (root.rglob("*") if recursive else root.iterdir()) if is_audio_path(p))
     if not found:
         raise AudioError(f"{root}: no audio files found")

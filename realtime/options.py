@@ -30,3 +30,15 @@ def bounded(
         return value
 
     return parse
+
+
+class OrderedPair(argparse.Action):
+    """An argparse action for `nargs=2` ranges (LOW HIGH): refuses LOW above HIGH as a usage error."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object, option: str | None = None
+    ) -> None:
+        low, high = values  # type: ignore[misc]
+        if low > high:
+            parser.error(f"{option}: LOW ({low:g}) is above HIGH ({high:g})")
+        setattr(namespace, self.dest, (low, high))

@@ -701,6 +701,12 @@ def _train_option(option: str, value: str) -> Callable[[Path], Case]:
     return build
 
 
+def _train_range(root: Path, option: str, low: str, high: str) -> Case:
+    case = train_case(root, 2, (option, "is above HIGH"))
+    case.argv += [option, low, high]
+    return case
+
+
 def resume_case(root: Path, run: Path, steps: int, code: int, says: tuple[str, ...]) -> Case:
     argv = ["train", "--out", str(run), "--resume", "--steps", str(steps)]
     produces = [run / "last.pt"] if code == 0 else []
@@ -938,6 +944,10 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "eval: --max-delay-ms 1e9": _eval_option("--max-delay-ms", "1e9"),
     "make-dataset: --split leaving --out": _dataset_option("--split", "../escape", says=("--split", "'../escape'")),
     "make-dataset: --snr nan": _dataset_option("--snr", "nan", "5", says=("--snr", "got 'nan'")),
+    "make-dataset: --snr above its high end": _dataset_option("--snr", "20", "0", says=("--snr", "is above HIGH")),
+    "make-dataset: a file as --speech": lambda root: dataset_case(
+        root, 2, ("in.wav", "not a folder"), speech=sound(root)
+    ),
     "eval --noisy: corrupted model file": _eval_noisy_corrupted_model,
     "eval: --max-delay-ms inf": _eval_option("--max-delay-ms", "inf"),
     "eval: CSV with a short row": _eval_csv("name,snr_db\nx.wav\n"),
@@ -972,6 +982,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "train: disk full during a checkpoint write": _train_disk_full,
     "train: --resume from a corrupted last.pt": _train_resume_corrupted_last,
     "train: --steps -1": _train_option("--steps", "-1"),
+    "train: --level above its high end": lambda root: _train_range(root, "--level", "-10", "-20"),
     "train: --batch-size 0": _train_option("--batch-size", "0"),
     "train: --threads 0": _train_option("--threads", "0"),
     "train: --seconds 0": _train_option("--seconds", "0"),
