@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numba
 import numpy as np
 
 from realtime.compiled_step import runs
@@ -42,7 +43,7 @@ from realtime.engine import Denoiser, finish
 from realtime.gate import VoiceGate, apply_gate
 from realtime.jit import jit
 from realtime.resample import Resampler, resample
-from realtime.ring import RingBuffer
+from realtime.ring import RingBuffer, ring_available, ring_read_into, ring_write
 from realtime.runners import StepRunner
 
 RING_SECONDS = 2.0  # ring capacity: a stall this long is absorbed before input is dropped
@@ -84,9 +85,9 @@ class Chain:
         self.pending = np.zeros(self.run, np.float32)  # model-rate samples short of a run, the first `held[0]`
         self.held = np.zeros(1, np.int64)
         runner = engine.runner
-        self._compiled = None
+        self.compiled = None
         if isinstance(runner, StepRunner):  # `_process`'s arguments after the input and the mix target
-            self._compiled = (
+            self.compiled = (
                 *(self.down.state if self.down else None, self.pending, self.held),
                 *(runner.cursor, runner.states, runner.ring, runner.work, engine.dry_line, engine.mix),
                 *(gate.state if gate else None, self.up.state if self.up else None),
@@ -111,16 +112,21 @@ class Chain:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Denoise the next device-rate samples (1-D); returns the device-rate samples now ready."""
-        if self._compiled is None:
+        if self.compiled is None:
             return self._parts(x)
         y, nonfinite, closed, opened = _process(
-            np.ascontiguousarray(x, np.float32), self.engine.mix_target, *self._compiled
+            np.ascontiguousarray(x, np.float32), self.engine.mix_target, *self.compiled
         )
+        self.account(nonfinite, closed, opened)
+        return y
+
+    def account(self, nonfinite: bool, closed: int, opened: bool) -> None:
+        """Take in what a compiled run reports: whether its input had non-finite samples, the gate's samples
+        closed and whether it is open now."""
         self.engine.nonfinite_blocks += nonfinite
         if self.gate is not None:
             self.gate.closed_samples += closed
             self.gate.is_open = opened
-        return y
 
     def _parts(self, x: np.ndarray) -> np.ndarray:
         x16 = self.down.process(x) if self.down else np.asarray(x, np.float32)
@@ -152,7 +158,9 @@ def _process(x, target, down, pending, held, cursor, states, ring, work, line, m
     held[0] = rest
     nonfinite = False
     closed, opened = 0, False
-    if not whole:
+    if not whole:  # (the gate as it is: open while its hold lasts)
+        if gate is not None:
+            opened = gate[1][2] <= gate[3]
         return data[:0], nonfinite, closed, opened
     chunk = data[:whole]
     for i in range(whole):
@@ -208,6 +216,29 @@ def realtime_thread(priority: int) -> Iterator[bool]:
         os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
+# The bridge's counters, elements of one int64 array (`Bridge.counts`) so that compiled code updates them: those
+# of the audio callback, then those of the worker (or of the callback, with the engine in it).
+COUNTERS = (
+    "callbacks", "frames", "odd_blocks", "device_xruns", "underruns", "underrun_frames", "overruns", "overrun_frames",
+    "skipped", "record_dropped", "skip_target", "dropped", "inserted", "lost_output", "frames_processed",
+)  # fmt: skip
+(CALLBACKS, FRAMES, ODD_BLOCKS, DEVICE_XRUNS, UNDERRUNS, UNDERRUN_FRAMES, OVERRUNS, OVERRUN_FRAMES, SKIPPED,
+ RECORD_DROPPED, SKIP_TARGET, DROPPED, INSERTED, LOST_OUTPUT, FRAMES_PROCESSED) = range(len(COUNTERS))  # fmt: skip
+
+
+class Counter:
+    """A `Bridge` attribute that is an element of its `counts` array."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.index = COUNTERS.index(name)
+
+    def __get__(self, bridge: Bridge, owner: type | None = None) -> int:
+        return int(bridge.counts[self.index])
+
+    def __set__(self, bridge: Bridge, value: int) -> None:
+        bridge.counts[self.index] = value
+
+
 class Bridge:
     """The rings between the audio callback and the engine worker, with the xrun bookkeeping.
 
@@ -215,7 +246,16 @@ class Bridge:
     `device_xruns`, `underruns`/`underrun_frames`, `overruns`/`overrun_frames`, `skipped`,
     `record_dropped`, `xrun_times`/`timed_xruns`, the callback's CPU time) or the worker (the rest), so they need
     no locks.
+
+    The callback's moving of samples is compiled (`_take_input`, `_give_output`); with the engine in the
+    callback and the chain compiled, the whole callback is one native call (`_inline_callback`, whose
+    `_serve_compiled` is `_serve` compiled: the two give the same samples and counts).
     """
+
+    (callbacks, frames, odd_blocks, device_xruns, underruns, underrun_frames, overruns, overrun_frames, skipped,
+     record_dropped, skip_target, dropped, inserted, lost_output, frames_processed) = (
+        Counter() for _ in COUNTERS
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -238,74 +278,74 @@ class Bridge:
         self.out_ring.write(np.zeros((self.prefill, 1), np.float32))
         self.record_in = RingBuffer(capacity) if record else None
         self.record_out = RingBuffer(capacity) if record else None
-        self._mix = np.zeros((capacity, 1), np.float32)  # callback scratch: the downmixed input
+        self.counts = np.zeros(len(COUNTERS), np.int64)
+        self.sums = np.zeros(2, np.float64)  # sums of squares of processed input and output
+        self._mix = np.zeros((capacity, 1), np.float32)  # callback scratch: the (downmixed) input block
         self._play = np.zeros((capacity, 1), np.float32)  # callback scratch: the output block
         self._work = np.zeros((capacity, 1), np.float32)  # worker scratch
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self.wake_frames = 1  # input frames in `in_ring` at which the callback wakes the worker (worker's)
-        self.callbacks = self.frames = self.device_xruns = self.record_dropped = 0
-        self.odd_blocks = 0  # callbacks of another size than `block` (the prefill assumes `block`)
-        self.underruns = self.underrun_frames = self.overruns = self.overrun_frames = 0
-        self.skipped = 0  # late output frames the callback discarded
         self.xrun_times = np.zeros(XRUN_TIMES)  # time.monotonic() of the first of the callback's own xruns
         self.timed_xruns = 0
-        self.lost_output = 0  # worker batches that did not fit into out_ring
-        self.dropped = self.inserted = 0  # late input frames dropped, silent frames inserted (worker)
-        self.skip_target = 0  # late output frames the callback is to discard in all
-        self.frames_processed = 0
         self.compute_s = array("d")  # worker time per serviced batch
         self.callback_cpu_s = 0.0  # CPU time of the callback's thread since the first callback
         self._callback_cpu_start = 0.0
         self.worker_cpu_s = 0.0  # CPU time of the worker's thread, once it stopped
-        self.energy_in = self.energy_out = 0.0  # sums of squares of processed input and output
         self.realtime = False
         self._stop = False
         self._thread: threading.Thread | None = None
+        rec = [
+            a for ring in (self.record_in, self.record_out) for a in ((ring.data, ring.at) if ring else (None, None))
+        ]
+        rings = (self.in_ring.data, self.in_ring.at, self.out_ring.data, self.out_ring.at, *rec)
+        channel_arg = -1 if channel is None else channel
+        self._take = (channel_arg, self._mix, self.in_ring.data, self.in_ring.at, self.counts)  # `_take_input`'s
+        self._give = (block, self._play, self._mix, *rings[2:], self.counts)  # `_give_output`'s, after outdata
+        self._inline = None  # `_inline_callback`'s arguments after (indata, outdata, target): one native call
+        if in_callback and chain.compiled is not None:
+            self._inline = (channel_arg, block, self._mix, self._play, self._work, *rings)
+            self._inline += (self.counts, self.sums, self.grid, chain.compiled)
+        block_data = np.zeros((block, 1), np.float32)  # (as the audio APIs give them: C-contiguous float32)
+        if self._inline is not None:
+            _prepare(_inline_callback, block_data, block_data, chain.engine.mix_target, *self._inline)
+        else:
+            _prepare(_take_input, block_data, *self._take)
+            _prepare(_give_output, block_data, *self._give)
+
+    @property
+    def energy_in(self) -> float:
+        return float(self.sums[0])
+
+    @property
+    def energy_out(self) -> float:
+        return float(self.sums[1])
 
     # -- audio thread ----------------------------------------------------------------------------------
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
-        """sounddevice callback: copies only, into preallocated memory."""
+        """sounddevice callback: copies only, into preallocated memory (and the engine's run, in the callback)."""
         if status and (status.input_overflow or status.input_underflow or status.output_underflow):
-            self.device_xruns += 1
-        if self.channel is not None:
-            source = indata[:, self.channel : self.channel + 1]
-        elif indata.shape[1] == 1:
-            source = indata
+            self.counts[DEVICE_XRUNS] += 1
+        if self._inline is not None:
+            begin = time.perf_counter()
+            xrun, served, ran, nonfinite, closed, opened = _inline_callback(
+                indata, outdata, self.chain.engine.mix_target, *self._inline
+            )
+            if served:
+                self.compute_s.append(time.perf_counter() - begin)
+            if ran:
+                self.chain.account(nonfinite, closed, opened)
         else:
-            source = self._mix[:frames]
-            np.add.reduce(indata, axis=1, keepdims=True, out=source)  # (np.mean allocates a temporary)
-            source *= 1.0 / indata.shape[1]
-        stored = self.in_ring.write(source)
-        xrun = stored < frames
-        if xrun:
-            self.overruns += 1
-            self.overrun_frames += frames - stored
-        if self.in_callback:
-            self.service()
-        play = self._play[:frames]
-        owed = self.skip_target - self.skipped
-        if owed > 0:
-            self.skipped += self.out_ring.read_into(self._play[:owed])
-        got = self.out_ring.read_into(play)
-        if got < frames:
-            play[got:] = 0.0
-            self.underruns += 1
-            self.underrun_frames += frames - got
-            xrun = True
-        outdata[:] = play
-        if self.record_in is not None and self.record_out is not None:
-            kept = self.record_in.write(source) + self.record_out.write(play)
-            self.record_dropped += 2 * frames - kept
-        self.callbacks += 1
-        self.frames += frames
-        if frames != self.block:
-            self.odd_blocks += 1
-        if self.callbacks == 1:  # the thread may be the audio server's, busy for others before the stream
+            xrun = _take_input(indata, *self._take)
+            if self.in_callback:
+                self.service()
+            xrun |= _give_output(outdata, *self._give)
+        calls = int(self.counts[CALLBACKS])
+        if calls == 1:  # the thread may be the audio server's, busy for others before the stream
             self._callback_cpu_start = time.thread_time()
             if self.in_callback:  # the engine runs at the audio thread's priority, whatever the server gave it
                 self.realtime = os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR)
-        elif self.callbacks % CPU_EVERY == 0:
+        elif calls % CPU_EVERY == 0:
             self.callback_cpu_s = time.thread_time() - self._callback_cpu_start
         if xrun and self.timed_xruns < XRUN_TIMES:
             self.xrun_times[self.timed_xruns] = time.monotonic()
@@ -366,8 +406,7 @@ class Bridge:
             self._emit(y)
             self.compute_s.append(time.perf_counter() - t0)
             self.frames_processed += n
-            self.energy_in += float(np.dot(x, x))
-            self.energy_out += float(np.dot(y, y))
+            self.sums += (finite_energy(x), finite_energy(y))
 
     def _emit(self, y: np.ndarray) -> None:
         """Queue output for the callback (the ring holds seconds; its level stays near `prefill`)."""
@@ -376,21 +415,14 @@ class Bridge:
             self.lost_output += 1
 
     def _correct(self) -> None:
-        """Undo xruns: back onto the run grid, then cancel lateness by dropping whole grid units of input
-        (a stall's backlog) and having the callback skip the rest of the late output."""
-        g, under, over = self.grid, self.underrun_frames, self.overrun_frames  # one snapshot of the callback's
-        silence = (over + self.dropped - self.inserted) % g
-        late = under - over - self.dropped + self.inserted + silence - self.skip_target
-        if late < 0:  # output early: delay it by whole grid units, skip the surplus
-            silence -= late // g * g
-            late %= g
+        """Undo xruns (`_corrections`): insert the silence, drop the input, have the callback skip the rest."""
+        silence, drop, skip = _corrections(self.counts, self.grid, self.in_ring.available())
         if silence:
             self._emit(self.chain.process(np.zeros(silence, np.float32)))
             self.inserted += silence
-        drop = min(late, self.in_ring.available()) // g * g
         if drop:
             self.dropped += self.in_ring.read_into(self._work[:drop])
-        self.skip_target += late - drop
+        self.skip_target += skip
 
     # -- measurements ----------------------------------------------------------------------------------
     @property
@@ -401,3 +433,149 @@ class Bridge:
         """Device frames from a sample entering the callback to it leaving it (what a loopback measures)."""
         engine = self.chain.engine
         return self.prefill + (self.chain.resampling_delay + engine.latency / engine.sample_rate) * self.chain.rate
+
+
+def _prepare(function: Any, *args: object) -> None:
+    """Compile (or load from the cache) `function` for these arguments' types without running it: here, not
+    in the first callback, where it would be an xrun of seconds."""
+    function.compile(tuple(numba.typeof(a) for a in args))
+
+
+# -- the callback's compiled parts (arrays only: the rings' `data` and `at`, the bridge's `counts`) --------------
+@jit()
+def _take_input(indata, channel, mix, in_data, in_at, counts):  # noqa: ANN001, ANN202, PLR0913 (numba)
+    """Store the callback's input (channel `channel`, or all downmixed: -1) in `mix` and the input ring;
+    whether it overran."""
+    frames, channels = indata.shape
+    source = mix[:frames]
+    if channel >= 0 or channels == 1:
+        source[:, 0] = indata[:, max(channel, 0)]
+    else:
+        scale = np.float32(1.0 / channels)
+        for i in range(frames):
+            total = np.float32(0.0)
+            for c in range(channels):
+                total += indata[i, c]
+            source[i, 0] = total * scale
+    stored = ring_write(in_data, in_at, source)
+    if stored == frames:
+        return False
+    counts[OVERRUNS] += 1
+    counts[OVERRUN_FRAMES] += frames - stored
+    return True
+
+
+@jit()
+def _give_output(outdata, block, play, mix, out_data, out_at, rin_data, rin_at, rout_data, rout_at, counts):  # noqa: ANN001, ANN202, PLR0913
+    """Play the output ring into every output channel (skipping late frames the worker owes), record the
+    input in `mix` and the output, count the callback; whether it underran."""
+    frames = outdata.shape[0]
+    owed = counts[SKIP_TARGET] - counts[SKIPPED]
+    if owed > 0:
+        counts[SKIPPED] += ring_read_into(out_data, out_at, play[:owed])
+    block_out = play[:frames]
+    got = ring_read_into(out_data, out_at, block_out)
+    underran = got < frames
+    if underran:
+        block_out[got:] = 0.0
+        counts[UNDERRUNS] += 1
+        counts[UNDERRUN_FRAMES] += frames - got
+    for c in range(outdata.shape[1]):
+        outdata[:, c] = block_out[:, 0]
+    if rin_data is not None and rout_data is not None:
+        kept = ring_write(rin_data, rin_at, mix[:frames]) + ring_write(rout_data, rout_at, block_out)
+        counts[RECORD_DROPPED] += 2 * frames - kept
+    counts[CALLBACKS] += 1
+    counts[FRAMES] += frames
+    if frames != block:
+        counts[ODD_BLOCKS] += 1
+    return underran
+
+
+@jit()
+def _corrections(counts, grid, available):  # noqa: ANN001, ANN202 (numba)
+    """How to undo the xruns counted so far: (silent frames to insert, input frames to drop, output frames
+    more for the callback to skip). Back onto the run grid first, then lateness cancelled by dropping whole grid
+    units of input (a stall's backlog) and skipping the rest of the late output; early output is delayed by
+    whole grid units."""
+    silence = (counts[OVERRUN_FRAMES] + counts[DROPPED] - counts[INSERTED]) % grid
+    late = counts[UNDERRUN_FRAMES] - counts[OVERRUN_FRAMES] - counts[DROPPED] + counts[INSERTED] + silence
+    late -= counts[SKIP_TARGET]
+    if late < 0:
+        silence -= late // grid * grid
+        late %= grid
+    drop = min(late, available) // grid * grid
+    return silence, drop, late - drop
+
+
+@jit()
+def finite_energy(x):  # noqa: ANN001, ANN202 (numba)
+    """Sum of squares of the finite samples (the engine hears the others as silence)."""
+    total = 0.0
+    for v in x:
+        if np.isfinite(v):
+            total += np.float64(v) * np.float64(v)
+    return total
+
+
+@jit()
+def _emit_compiled(y, out_data, out_at, counts):  # noqa: ANN001, ANN202 (numba)
+    if ring_write(out_data, out_at, y.reshape((y.shape[0], 1))) < y.shape[0]:
+        counts[LOST_OUTPUT] += 1
+
+
+@jit()
+def _serve_compiled(in_data, in_at, out_data, out_at, work, counts, sums, grid, target, chain):  # noqa: ANN001, ANN202, PLR0913
+    """`Bridge._serve` for a compiled chain (`chain`: `Chain.compiled`): (input frames served, whether the
+    chain ran at all, and what its runs report for `Chain.account`, summed)."""
+    silence, drop, skip = _corrections(counts, grid, ring_available(in_data, in_at))
+    nonfinite, closed, opened = False, 0, False
+    if silence:
+        y, nonfinite, closed, opened = _process(np.zeros(silence, np.float32), target, *chain)
+        _emit_compiled(y, out_data, out_at, counts)
+        counts[INSERTED] += silence
+    if drop:
+        counts[DROPPED] += ring_read_into(in_data, in_at, work[:drop])
+    counts[SKIP_TARGET] += skip
+    n = ring_read_into(in_data, in_at, work)
+    if n:
+        x = np.ascontiguousarray(work[:n, 0])
+        y, bad, shut, opened = _process(x, target, *chain)
+        nonfinite, closed = nonfinite or bad, closed + shut
+        _emit_compiled(y, out_data, out_at, counts)
+        counts[FRAMES_PROCESSED] += n
+        sums[0] += finite_energy(x)
+        sums[1] += finite_energy(y)
+    return n, bool(silence) or n > 0, nonfinite, closed, opened
+
+
+@jit()
+def _inline_callback(  # noqa: ANN202, PLR0913 (numba)
+    indata,
+    outdata,
+    target,
+    channel,
+    block,
+    mix,
+    play,
+    work,
+    in_data,
+    in_at,
+    out_data,
+    out_at,  # noqa: ANN001
+    rin_data,
+    rin_at,
+    rout_data,
+    rout_at,
+    counts,
+    sums,
+    grid,
+    chain,  # noqa: ANN001
+):
+    """The whole callback with the engine in it, for a compiled chain: (whether it xran, and `_serve_compiled`'s)."""
+    overran = _take_input(indata, channel, mix, in_data, in_at, counts)
+    served, ran, nonfinite, closed, opened = _serve_compiled(
+        in_data, in_at, out_data, out_at, work, counts, sums, grid, target, chain
+    )
+    underran = _give_output(outdata, block, play, mix, out_data, out_at, rin_data, rin_at, rout_data, rout_at, counts)
+    return overran or underran, served, ran, nonfinite, closed, opened

@@ -1,12 +1,19 @@
 """A fixed-capacity single-producer/single-consumer ring buffer of float32 frames.
 
 Safe for one writer thread and one reader thread without locks: each side only advances its own
-index, and writes/reads copy into preallocated memory (no allocation after construction).
+index, and writes/reads copy into preallocated memory (no allocation after construction). The frames and
+the two indices are numpy arrays (`data`, `at`) so that compiled code (live's callback) moves frames with
+the same functions (`ring_write`, `ring_read_into`) as the methods here; each stores its index after the
+frames it copied, so the other side never sees an index ahead of its data.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from realtime.jit import jit
+
+READ, WRITE = 0, 1  # `at`: the reader's and the writer's index
 
 
 class RingBuffer:
@@ -15,18 +22,16 @@ class RingBuffer:
     def __init__(self, capacity: int, channels: int = 1) -> None:
         if capacity < 1:
             raise ValueError("capacity must be positive")
-        self._data = np.zeros((capacity + 1, channels), np.float32)  # one slot kept empty: full != empty
-        self._size = capacity + 1
-        self._read = 0
-        self._write = 0
+        self.data = np.zeros((capacity + 1, channels), np.float32)  # one slot kept empty: full != empty
+        self.at = np.zeros(2, np.int64)
 
     @property
     def capacity(self) -> int:
-        return self._size - 1
+        return self.data.shape[0] - 1
 
     def available(self) -> int:
         """Frames ready to read."""
-        return (self._write - self._read) % self._size
+        return ring_available(self.data, self.at)
 
     def free(self) -> int:
         """Frames that can be written."""
@@ -34,28 +39,44 @@ class RingBuffer:
 
     def write(self, frames: np.ndarray) -> int:
         """Copy up to len(frames) frames in; returns how many fitted."""
-        w, size = self._write, self._size
-        n = min(len(frames), size - 1 - (w - self._read) % size)
-        first = min(n, size - w)
-        self._data[w : w + first] = frames[:first]
-        if first < n:  # (an empty slice assignment costs as much as a full one at live's block sizes)
-            self._data[: n - first] = frames[first:n]
-        self._write = (w + n) % size
-        return n
+        return ring_write(self.data, self.at, frames)
 
     def read_into(self, out: np.ndarray) -> int:
         """Fill `out` with up to len(out) frames; returns how many were read (the rest is untouched)."""
-        r, size = self._read, self._size
-        n = min(len(out), (self._write - r) % size)
-        first = min(n, size - r)
-        out[:first] = self._data[r : r + first]
-        if first < n:
-            out[first:n] = self._data[: n - first]
-        self._read = (r + n) % size
-        return n
+        return ring_read_into(self.data, self.at, out)
 
     def read(self, n: int) -> np.ndarray:
         """A new array of up to `n` frames."""
-        out = np.empty((min(n, self.available()), self._data.shape[1]), np.float32)
+        out = np.empty((min(n, self.available()), self.data.shape[1]), np.float32)
         self.read_into(out)
         return out
+
+
+@jit()
+def ring_available(data, at):  # noqa: ANN001, ANN201 (numba)
+    size = data.shape[0]
+    return (at[WRITE] - at[READ]) % size
+
+
+@jit()
+def ring_write(data, at, frames):  # noqa: ANN001, ANN201 (numba)
+    """`RingBuffer.write` on its arrays."""
+    size, w = data.shape[0], at[WRITE]
+    n = min(frames.shape[0], size - 1 - (w - at[READ]) % size)
+    first = min(n, size - w)
+    data[w : w + first] = frames[:first]
+    data[: n - first] = frames[first:n]
+    at[WRITE] = (w + n) % size
+    return n
+
+
+@jit()
+def ring_read_into(data, at, out):  # noqa: ANN001, ANN201 (numba)
+    """`RingBuffer.read_into` on its arrays."""
+    size, r = data.shape[0], at[READ]
+    n = min(out.shape[0], (at[WRITE] - r) % size)
+    first = min(n, size - r)
+    out[:first] = data[r : r + first]
+    out[first:n] = data[: n - first]
+    at[READ] = (r + n) % size
+    return n
