@@ -10,7 +10,7 @@ at 48 kHz, two in three).
 Or the callback does the worker's part itself (`in_callback`), between storing its input and taking its output:
 no thread, no wake-ups, no second thread's caches to refill, and one block less latency (a callback's own
 input can come out in the same callback); but a run that outlasts the period is at once an xrun, where the
-worker has `headroom` more periods of slack.
+worker has `headroom` more periods of slack. With a compiled chain that whole callback is one native call.
 
 Constant latency. `out_ring` starts with `prefill` frames of silence: the fewest with which a worker
 that has processed everything up to the previous callback never leaves the callback short (see
