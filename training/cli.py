@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -10,6 +11,19 @@ from model.config import ARCHITECTURES, FamilyConfig, TasNetConfig
 from realtime.errors import EXIT_OK
 from realtime.options import MAX_THREADS, OrderedPair, bounded
 from training.config import Augmentation, TrainConfig
+
+
+def add_range(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    option: str,
+    kind: Callable[[str], float],
+    default: tuple[float, float],
+    help_text: str,
+) -> None:
+    """A LOW HIGH option (LOW above HIGH is a usage error)."""
+    p.add_argument(
+        option, type=kind, nargs=2, default=default, metavar=("LOW", "HIGH"), action=OrderedPair, help=help_text
+    )
 
 
 def split_name(text: str) -> str:
@@ -54,14 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", type=split_name, default="train")
     p.add_argument("--count", type=bounded(int, 1), default=100, help="number of pairs")
     p.add_argument("--seconds", type=bounded(float, 0, 3600, open_low=True), default=4.0, help="length of each pair")
-    p.add_argument(
-        "--snr",
-        type=bounded(float, -50, 100),
-        nargs=2,
-        default=(0.0, 20.0),
-        metavar=("LOW", "HIGH"),
-        action=OrderedPair,
-    )
+    add_range(p, "--snr", bounded(float, -50, 100), (0.0, 20.0), "mixtures' SNR range, dB (default 0 20)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_run_make_dataset)
 
@@ -123,14 +130,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=bounded(int, 1), help=f"mixtures per step (default: {TrainConfig.batch_size})")
     p.add_argument("--seconds", type=bounded(float, 0, open_low=True), default=2.0, help="training crop length")
-    p.add_argument(
-        "--snr",
-        type=bounded(float, -50, 100),
-        nargs=2,
-        default=(0.0, 20.0),
-        metavar=("LOW", "HIGH"),
-        action=OrderedPair,
-    )
+    add_range(p, "--snr", bounded(float, -50, 100), (0.0, 20.0), "mixtures' SNR range, dB (default 0 20)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--stft-weight", type=float, default=1.0, help="weight of the spectral loss beside -SI-SDR")
     p.add_argument(
@@ -159,14 +159,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also train on sources whose licence forbids commercial use (recorded in the model's sidecar)",
     )
-    g.add_argument(
-        "--level",
-        type=bounded(float, -100, 0),
-        nargs=2,
-        default=TrainConfig.level_dbfs,
-        metavar=("LOW", "HIGH"),
-        action=OrderedPair,
-    )
+    add_range(g, "--level", bounded(float, -100, 0), TrainConfig.level_dbfs, "speech level range, dBFS RMS")
     g = p.add_argument_group("augmentation (probabilities per mixture)")
     g.add_argument("--rir", nargs="+", default=[], metavar="DIR", help="folders of measured room impulse responses")
     g.add_argument("--simulated-rooms", type=int, default=0, help="shoebox rooms to simulate (pyroomacoustics)")
