@@ -126,12 +126,10 @@ def profile_ours(model: Path | None, audio: np.ndarray) -> dict:
 
 def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float]:
     """us per callback of `denoise live`'s own work at LIVE_RATE in LIVE_BLOCK-frame callbacks, driven by hand
-    (no audio server), with the engine in the callback: the callback whole and the one native call inside it
-    (rings, the chain compiled end to end, the counters), with warm caches, then with EVICT_BYTES written
-    between callbacks, as the audio server and the other clients do to the caches on a live machine; and over
-    the same audio, a chain run part by part (`Chain._parts`, what models without the compiled step run): its
-    resamplers and its engine, each timed."""
-    from realtime import live
+    (no audio server), with the engine in the callback: the callback whole and the chain inside it (compiled end
+    to end), with warm caches, then with EVICT_BYTES written between callbacks, as the audio server and the
+    other clients do to the caches on a live machine; and over the same audio, a chain run part by part
+    (`Chain._parts`, what models without the compiled step run): its resamplers and its engine, each timed."""
     from realtime.engine import Denoiser
     from realtime.live import Bridge, Chain
     from realtime.resample import Resampler
@@ -142,22 +140,17 @@ def profile_live_chain(model: Path | None, audio: np.ndarray) -> dict[str, float
     out = np.zeros((LIVE_BLOCK, 1), np.float32)
     junk = np.zeros(EVICT_BYTES // 8)
     times = {}
-    native = live._inline_callback
-    try:
-        for cold in (False, True):
-            totals = {"callback": 0.0, "native": 0.0}
-            bridge = Bridge(Chain(Denoiser(model, block_size=hop), LIVE_RATE), LIVE_BLOCK, 0, in_callback=True)
-            live._inline_callback = _timed(native, totals, "native")  # (the callback looks it up each call)
-            for k in range(blocks):
-                if cold:
-                    junk += 1.0
-                start = time.perf_counter()
-                bridge.callback(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK, None], out, LIVE_BLOCK, None, None)
-                totals["callback"] += time.perf_counter() - start
-            live._inline_callback = native
-            times |= {f"{key}_cold" if cold else key: value for key, value in totals.items()}
-    finally:
-        live._inline_callback = native
+    for cold in (False, True):
+        totals = {"callback": 0.0, "chain": 0.0}
+        bridge = Bridge(Chain(Denoiser(model, block_size=hop), LIVE_RATE), LIVE_BLOCK, 0, in_callback=True)
+        bridge.chain.process = _timed(bridge.chain.process, totals, "chain")
+        for k in range(blocks):
+            if cold:
+                junk += 1.0
+            start = time.perf_counter()
+            bridge.callback(x[k * LIVE_BLOCK : (k + 1) * LIVE_BLOCK, None], out, LIVE_BLOCK, None, None)
+            totals["callback"] += time.perf_counter() - start
+        times |= {f"{key}_cold" if cold else key: value for key, value in totals.items()}
     chain = Chain(Denoiser(model, block_size=hop), LIVE_RATE)
     parts = {"parts": 0.0, "down": 0.0, "engine": 0.0, "up": 0.0}
     for key, owner, name in (
@@ -374,10 +367,10 @@ def profile_markdown(profile: dict) -> list[str]:
         chain = profile["live_chain"]
         rate = chain["callbacks_per_second"]
         parts = {
-            "the callback, whole (the Python around one native call)": "callback",
-            "inside it: the native call (rings, the chain compiled end to end, counters: what live runs)": "native",
+            "the callback, whole (compiled copies, the chain, Python between them)": "callback",
+            "inside it: the chain, compiled end to end (what live runs)": "chain",
             "the callback, whole, caches cold": "callback_cold",
-            "inside it: the native call, caches cold": "native_cold",
+            "inside it: the chain, caches cold": "chain_cold",
             "a chain run part by part (models without the compiled step), warm": "parts",
             "inside it: resampling 48 -> 16 kHz": "down",
             "inside it: the engine": "engine",

@@ -10,7 +10,7 @@ at 48 kHz, two in three).
 Or the callback does the worker's part itself (`in_callback`), between storing its input and taking its output:
 no thread, no wake-ups, no second thread's caches to refill, and one block less latency (a callback's own
 input can come out in the same callback); but a run that outlasts the period is at once an xrun, where the
-worker has `headroom` more periods of slack. With a compiled chain that whole callback is one native call.
+worker has `headroom` more periods of slack.
 
 Constant latency. `out_ring` starts with `prefill` frames of silence: the fewest with which a worker
 that has processed everything up to the previous callback never leaves the callback short (see
@@ -43,7 +43,7 @@ from realtime.engine import Denoiser, finish
 from realtime.gate import VoiceGate, apply_gate
 from realtime.jit import jit
 from realtime.resample import Resampler, resample
-from realtime.ring import RingBuffer, ring_available, ring_read_into, ring_write
+from realtime.ring import RingBuffer, ring_read_into, ring_write
 from realtime.runners import StepRunner
 
 RING_SECONDS = 2.0  # ring capacity: a stall this long is absorbed before input is dropped
@@ -247,9 +247,10 @@ class Bridge:
     `record_dropped`, `xrun_times`/`timed_xruns`, the callback's CPU time) or the worker (the rest), so they need
     no locks.
 
-    The callback's moving of samples is compiled (`_take_input`, `_give_output`); with the engine in the
-    callback and the chain compiled, the whole callback is one native call (`_inline_callback`, whose
-    `_serve_compiled` is `_serve` compiled: the two give the same samples and counts).
+    The callback's moving of samples is compiled (`_take_input`, `_give_output`, over the rings' arrays), and
+    so is the corrections' arithmetic (`_corrections`); the engine's run between them is the chain's own
+    compiled call. (One native call for the whole callback would compile the model step again into it: 10-15 s
+    more at the first start of each configuration, which live cannot spend with a stream waiting.)
     """
 
     (callbacks, frames, odd_blocks, device_xruns, underruns, underrun_frames, overruns, overrun_frames, skipped,
@@ -298,20 +299,13 @@ class Bridge:
         rec = [
             a for ring in (self.record_in, self.record_out) for a in ((ring.data, ring.at) if ring else (None, None))
         ]
-        rings = (self.in_ring.data, self.in_ring.at, self.out_ring.data, self.out_ring.at, *rec)
         channel_arg = -1 if channel is None else channel
         self._take = (channel_arg, self._mix, self.in_ring.data, self.in_ring.at, self.counts)  # `_take_input`'s
-        self._give = (block, self._play, self._mix, *rings[2:], self.counts)  # `_give_output`'s, after outdata
-        self._inline = None  # `_inline_callback`'s arguments after (indata, outdata, target): one native call
-        if in_callback and chain.compiled is not None:
-            self._inline = (channel_arg, block, self._mix, self._play, self._work, *rings)
-            self._inline += (self.counts, self.sums, self.grid, chain.compiled)
+        out = (self.out_ring.data, self.out_ring.at)
+        self._give = (block, self._play, self._mix, *out, *rec, self.counts)  # `_give_output`'s, after outdata
         block_data = np.zeros((block, 1), np.float32)  # (as the audio APIs give them: C-contiguous float32)
-        if self._inline is not None:
-            _prepare(_inline_callback, block_data, block_data, chain.engine.mix_target, *self._inline)
-        else:
-            _prepare(_take_input, block_data, *self._take)
-            _prepare(_give_output, block_data, *self._give)
+        _prepare(_take_input, block_data, *self._take)
+        _prepare(_give_output, block_data, *self._give)
 
     @property
     def energy_in(self) -> float:
@@ -326,20 +320,10 @@ class Bridge:
         """sounddevice callback: copies only, into preallocated memory (and the engine's run, in the callback)."""
         if status and (status.input_overflow or status.input_underflow or status.output_underflow):
             self.counts[DEVICE_XRUNS] += 1
-        if self._inline is not None:
-            begin = time.perf_counter()
-            xrun, served, ran, nonfinite, closed, opened = _inline_callback(
-                indata, outdata, self.chain.engine.mix_target, *self._inline
-            )
-            if served:
-                self.compute_s.append(time.perf_counter() - begin)
-            if ran:
-                self.chain.account(nonfinite, closed, opened)
-        else:
-            xrun = _take_input(indata, *self._take)
-            if self.in_callback:
-                self.service()
-            xrun |= _give_output(outdata, *self._give)
+        xrun = _take_input(indata, *self._take)
+        if self.in_callback:
+            self.service()
+        xrun |= _give_output(outdata, *self._give)
         calls = int(self.counts[CALLBACKS])
         if calls == 1:  # the thread may be the audio server's, busy for others before the stream
             self._callback_cpu_start = time.thread_time()
@@ -516,66 +500,3 @@ def finite_energy(x):  # noqa: ANN001, ANN202 (numba)
         if np.isfinite(v):
             total += np.float64(v) * np.float64(v)
     return total
-
-
-@jit()
-def _emit_compiled(y, out_data, out_at, counts):  # noqa: ANN001, ANN202 (numba)
-    if ring_write(out_data, out_at, y.reshape((y.shape[0], 1))) < y.shape[0]:
-        counts[LOST_OUTPUT] += 1
-
-
-@jit()
-def _serve_compiled(in_data, in_at, out_data, out_at, work, counts, sums, grid, target, chain):  # noqa: ANN001, ANN202, PLR0913
-    """`Bridge._serve` for a compiled chain (`chain`: `Chain.compiled`): (input frames served, whether the
-    chain ran at all, and what its runs report for `Chain.account`, summed)."""
-    silence, drop, skip = _corrections(counts, grid, ring_available(in_data, in_at))
-    nonfinite, closed, opened = False, 0, False
-    if silence:
-        y, nonfinite, closed, opened = _process(np.zeros(silence, np.float32), target, *chain)
-        _emit_compiled(y, out_data, out_at, counts)
-        counts[INSERTED] += silence
-    if drop:
-        counts[DROPPED] += ring_read_into(in_data, in_at, work[:drop])
-    counts[SKIP_TARGET] += skip
-    n = ring_read_into(in_data, in_at, work)
-    if n:
-        x = np.ascontiguousarray(work[:n, 0])
-        y, bad, shut, opened = _process(x, target, *chain)
-        nonfinite, closed = nonfinite or bad, closed + shut
-        _emit_compiled(y, out_data, out_at, counts)
-        counts[FRAMES_PROCESSED] += n
-        sums[0] += finite_energy(x)
-        sums[1] += finite_energy(y)
-    return n, bool(silence) or n > 0, nonfinite, closed, opened
-
-
-@jit()
-def _inline_callback(  # noqa: ANN202, PLR0913 (numba)
-    indata,
-    outdata,
-    target,
-    channel,
-    block,
-    mix,
-    play,
-    work,
-    in_data,
-    in_at,
-    out_data,
-    out_at,  # noqa: ANN001
-    rin_data,
-    rin_at,
-    rout_data,
-    rout_at,
-    counts,
-    sums,
-    grid,
-    chain,  # noqa: ANN001
-):
-    """The whole callback with the engine in it, for a compiled chain: (whether it xran, and `_serve_compiled`'s)."""
-    overran = _take_input(indata, channel, mix, in_data, in_at, counts)
-    served, ran, nonfinite, closed, opened = _serve_compiled(
-        in_data, in_at, out_data, out_at, work, counts, sums, grid, target, chain
-    )
-    underran = _give_output(outdata, block, play, mix, out_data, out_at, rin_data, rin_at, rout_data, rout_at, counts)
-    return overran or underran, served, ran, nonfinite, closed, opened
