@@ -85,9 +85,9 @@ class Chain:
         self.pending = np.zeros(self.run, np.float32)  # model-rate samples short of a run, the first `held[0]`
         self.held = np.zeros(1, np.int64)
         runner = engine.runner
-        self.compiled = None
+        self._compiled = None
         if isinstance(runner, StepRunner):  # `_process`'s arguments after the input and the mix target
-            self.compiled = (
+            self._compiled = (
                 *(self.down.state if self.down else None, self.pending, self.held),
                 *(runner.cursor, runner.states, runner.ring, runner.work, engine.dry_line, engine.mix),
                 *(gate.state if gate else None, self.up.state if self.up else None),
@@ -112,21 +112,16 @@ class Chain:
 
     def process(self, x: np.ndarray) -> np.ndarray:
         """Denoise the next device-rate samples (1-D); returns the device-rate samples now ready."""
-        if self.compiled is None:
+        if self._compiled is None:
             return self._parts(x)
         y, nonfinite, closed, opened = _process(
-            np.ascontiguousarray(x, np.float32), self.engine.mix_target, *self.compiled
+            np.ascontiguousarray(x, np.float32), self.engine.mix_target, *self._compiled
         )
-        self.account(nonfinite, closed, opened)
-        return y
-
-    def account(self, nonfinite: bool, closed: int, opened: bool) -> None:
-        """Take in what a compiled run reports: whether its input had non-finite samples, the gate's samples
-        closed and whether it is open now."""
         self.engine.nonfinite_blocks += nonfinite
         if self.gate is not None:
             self.gate.closed_samples += closed
             self.gate.is_open = opened
+        return y
 
     def _parts(self, x: np.ndarray) -> np.ndarray:
         x16 = self.down.process(x) if self.down else np.asarray(x, np.float32)
@@ -280,7 +275,6 @@ class Bridge:
         self.record_in = RingBuffer(capacity) if record else None
         self.record_out = RingBuffer(capacity) if record else None
         self.counts = np.zeros(len(COUNTERS), np.int64)
-        self.sums = np.zeros(2, np.float64)  # sums of squares of processed input and output
         self._mix = np.zeros((capacity, 1), np.float32)  # callback scratch: the (downmixed) input block
         self._play = np.zeros((capacity, 1), np.float32)  # callback scratch: the output block
         self._work = np.zeros((capacity, 1), np.float32)  # worker scratch
@@ -293,6 +287,7 @@ class Bridge:
         self.callback_cpu_s = 0.0  # CPU time of the callback's thread since the first callback
         self._callback_cpu_start = 0.0
         self.worker_cpu_s = 0.0  # CPU time of the worker's thread, once it stopped
+        self.energy_in = self.energy_out = 0.0  # sums of squares of processed input and output
         self.realtime = False
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -306,14 +301,6 @@ class Bridge:
         block_data = np.zeros((block, 1), np.float32)  # (as the audio APIs give them: C-contiguous float32)
         _prepare(_take_input, block_data, *self._take)
         _prepare(_give_output, block_data, *self._give)
-
-    @property
-    def energy_in(self) -> float:
-        return float(self.sums[0])
-
-    @property
-    def energy_out(self) -> float:
-        return float(self.sums[1])
 
     # -- audio thread ----------------------------------------------------------------------------------
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
@@ -390,7 +377,8 @@ class Bridge:
             self._emit(y)
             self.compute_s.append(time.perf_counter() - t0)
             self.frames_processed += n
-            self.sums += (finite_energy(x), finite_energy(y))
+            self.energy_in += finite_energy(x)
+            self.energy_out += finite_energy(y)
 
     def _emit(self, y: np.ndarray) -> None:
         """Queue output for the callback (the ring holds seconds; its level stays near `prefill`)."""

@@ -31,7 +31,7 @@ class RingBuffer:
 
     def available(self) -> int:
         """Frames ready to read."""
-        return ring_available(self.data, self.at)
+        return int(self.at[WRITE] - self.at[READ]) % self.data.shape[0]
 
     def free(self) -> int:
         """Frames that can be written."""
@@ -50,12 +50,6 @@ class RingBuffer:
         out = np.empty((min(n, self.available()), self.data.shape[1]), np.float32)
         self.read_into(out)
         return out
-
-
-@jit()
-def ring_available(data, at):  # noqa: ANN001, ANN201 (numba)
-    size = data.shape[0]
-    return (at[WRITE] - at[READ]) % size
 
 
 @jit()

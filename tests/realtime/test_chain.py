@@ -19,8 +19,8 @@ def pair(rate: int, hops_per_run: int, gate_db: float | None, dry: float) -> tup
         Chain(Denoiser(block_size=32, dry=dry), rate, hops_per_run, VoiceGate(gate_db) if gate_db else None)
         for _ in range(2)
     )
-    assert chains[0].compiled is not None
-    chains[1].compiled = None  # the parts, one after another
+    assert chains[0]._compiled is not None
+    chains[1]._compiled = None  # the parts, one after another
     return chains
 
 
